@@ -1,0 +1,240 @@
+//! The command line, TrivialRC-compatible: `trc [-w DIR] [-B CMDS]... [-H CMDS]... [-D CMDS]...
+//! [-F CMDS]... [COMMAND [ARGS...]]`, plus long options that each mirror an `RC_*` variable.
+//!
+//! Unlike TrivialRC, the stage options may come in any order (each stage keeps its own order) and
+//! an unknown option is a usage error instead of becoming the trailing command.
+
+use clap::{ArgAction, Parser};
+use std::ffi::OsString;
+
+const AFTER_HELP: &str = "\
+Tasks come from WORKDIR/trc.<stage>.* and WORKDIR/trc.d/<stage>.* (stage: boot, async, sync, halt),
+then from the -B/-D/-F/-H options, then the trailing COMMAND (the last sync task, run as an argv).
+
+Environment (each long option sets the variable of the same meaning; the option wins):
+  RC_WORK_DIR=DIR         work dir when -w is not given (default: the current directory)
+  RC_WAIT_POLICY=POLICY   wait_any (default) | wait_all | wait_err | wait_forever
+  RC_VERBOSE=true         log what trc does, in TrivialRC's format, on stdout
+  RC_VERBOSE_EXTRA=true   also log debug lines (needs RC_VERBOSE=true)
+  RC_DEBUG=true           run shell tasks with `set -x`
+  RC_STOP_TIMEOUT=DUR     how long a task may take to stop before SIGKILL (default 5s)
+
+Exit status: the group's status decided by the wait policy; 128+N when a signal N ended trc;
+the last halt task's status when a halt task ran; 2 for a usage error; 78 for a config error.
+See README.md for the wait policies and every rule.";
+
+/// The parsed command line. Stage strings are shell code (run by bash); `command` is an argv.
+#[derive(Parser, Debug, Clone, Default, PartialEq)]
+#[command(
+    name = "trc",
+    version,
+    disable_version_flag = true,
+    about = "Run a trc.d group of programs as one unit (TrivialRC-compatible)",
+    after_help = AFTER_HELP
+)]
+pub struct CommandLine {
+    /// Print the version and exit
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: Option<bool>,
+
+    /// Work dir holding trc.d/ and trc.<stage>.* files [env: RC_WORK_DIR]
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<OsString>,
+
+    /// A boot task: shell commands run before everything else, one by one, with `set -e`
+    #[arg(short = 'B', value_name = "CMDS", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub boot: Vec<OsString>,
+
+    /// A halt task: shell commands run at teardown, one by one
+    #[arg(short = 'H', value_name = "CMDS", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub halt: Vec<OsString>,
+
+    /// An async task: shell commands started in the background, concurrently
+    #[arg(short = 'D', value_name = "CMDS", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub async_: Vec<OsString>,
+
+    /// A sync task: shell commands run in the foreground, one at a time
+    #[arg(short = 'F', value_name = "CMDS", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub sync: Vec<OsString>,
+
+    /// When the group is finished: wait_any, wait_all, wait_err or wait_forever [env: RC_WAIT_POLICY]
+    #[arg(long, value_name = "POLICY", value_parser = ["wait_any", "wait_all", "wait_err", "wait_forever"])]
+    pub wait_policy: Option<String>,
+
+    /// Log what trc does on stdout, in TrivialRC's format [env: RC_VERBOSE=true]
+    #[arg(long)]
+    pub verbose: bool,
+
+    /// Also log debug lines [env: RC_VERBOSE_EXTRA=true]
+    #[arg(long)]
+    pub verbose_extra: bool,
+
+    /// Run shell tasks with `set -x` [env: RC_DEBUG=true]
+    #[arg(long)]
+    pub debug: bool,
+
+    /// Time a task gets to stop after SIGTERM before SIGKILL, e.g. 5s, 500ms [env: RC_STOP_TIMEOUT]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub stop_timeout: Option<String>,
+
+    /// The last sync task, run as an argv with trc's stdin, stdout and stderr untouched
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+impl CommandLine {
+    /// Parses `args` (without the program name). Help, version and usage errors come back as
+    /// clap errors; the caller prints them with `Error::exit`.
+    pub fn parse_args<I>(args: I) -> Result<CommandLine, clap::Error>
+    where
+        I: IntoIterator<Item = OsString>,
+    {
+        CommandLine::try_parse_from(std::iter::once(OsString::from("trc")).chain(args))
+    }
+
+    /// The `RC_*` variables the long options stand for, to be set for every task.
+    pub fn rc_overrides(&self) -> Vec<(&'static str, String)> {
+        let mut vars = Vec::new();
+        if let Some(policy) = &self.wait_policy {
+            vars.push(("RC_WAIT_POLICY", policy.clone()));
+        }
+        if self.verbose {
+            vars.push(("RC_VERBOSE", "true".to_owned()));
+        }
+        if self.verbose_extra {
+            vars.push(("RC_VERBOSE_EXTRA", "true".to_owned()));
+        }
+        if self.debug {
+            vars.push(("RC_DEBUG", "true".to_owned()));
+        }
+        if let Some(timeout) = &self.stop_timeout {
+            vars.push(("RC_STOP_TIMEOUT", timeout.clone()));
+        }
+        vars
+    }
+
+    /// The argv that boot files see as `"$@"` (and may rewrite with `set --`): the stage options
+    /// in TrivialRC's order B, H, D, F, then the trailing command. The work dir and the long
+    /// options are trc's own and are left out, as TrivialRC leaves out `-w DIR`.
+    pub fn task_argv(&self) -> Vec<OsString> {
+        let mut argv = Vec::new();
+        for (flag, items) in [
+            ("-B", &self.boot),
+            ("-H", &self.halt),
+            ("-D", &self.async_),
+            ("-F", &self.sync),
+        ] {
+            for item in items {
+                argv.push(OsString::from(flag));
+                argv.push(item.clone());
+            }
+        }
+        argv.extend(self.command.iter().cloned());
+        argv
+    }
+
+    /// Re-parses an argv rewritten by a boot file. Only the stage options and the trailing
+    /// command are taken from it; trc's own options keep the values they had at start.
+    pub fn reparse_tasks(&self, argv: Vec<OsString>) -> Result<CommandLine, clap::Error> {
+        let new = CommandLine::parse_args(argv)?;
+        Ok(CommandLine {
+            boot: new.boot,
+            halt: new.halt,
+            async_: new.async_,
+            sync: new.sync,
+            command: new.command,
+            ..self.clone()
+        })
+    }
+}
+
+fn parse_duration_arg(text: &str) -> Result<String, String> {
+    crate::config::parse_duration(text).map(|_| text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> CommandLine {
+        CommandLine::parse_args(args.iter().map(OsString::from)).unwrap()
+    }
+
+    fn os(items: &[&str]) -> Vec<OsString> {
+        items.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn trivialrc_order_and_trailing_command_with_its_own_flags() {
+        let cli = parse(&[
+            "-w", "/opt/app", "-B", "b1", "-B", "b2", "-H", "h", "-D", "d", "-F", "f", "sleep",
+            "-x", "5",
+        ]);
+        assert_eq!(cli.workdir, Some(OsString::from("/opt/app")));
+        assert_eq!(cli.boot, os(&["b1", "b2"]));
+        assert_eq!(cli.halt, os(&["h"]));
+        assert_eq!(cli.async_, os(&["d"]));
+        assert_eq!(cli.sync, os(&["f"]));
+        assert_eq!(cli.command, os(&["sleep", "-x", "5"]));
+    }
+
+    #[test]
+    fn any_order_keeps_each_stage_order() {
+        let cli = parse(&["-F", "f1", "-B", "b", "-F", "f2", "-D", "-x"]);
+        assert_eq!(cli.sync, os(&["f1", "f2"]));
+        assert_eq!(cli.boot, os(&["b"]));
+        assert_eq!(cli.async_, os(&["-x"]));
+        assert!(cli.command.is_empty());
+    }
+
+    #[test]
+    fn trailing_command_keeps_trc_like_flags() {
+        let cli = parse(&["cmd", "--verbose", "-w", "x", "--", "y"]);
+        assert!(!cli.verbose);
+        assert_eq!(cli.command, os(&["cmd", "--verbose", "-w", "x", "--", "y"]));
+        let cli = parse(&["--", "-x"]);
+        assert_eq!(cli.command, os(&["-x"]));
+    }
+
+    #[test]
+    fn unknown_option_and_missing_value_are_usage_errors() {
+        for args in [&["-x"][..], &["-F"][..], &["--wait-policy"][..]] {
+            let err = CommandLine::parse_args(args.iter().map(OsString::from)).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn long_options_become_rc_variables() {
+        let cli = parse(&[
+            "--wait-policy",
+            "wait_all",
+            "--verbose",
+            "--stop-timeout",
+            "1s",
+        ]);
+        assert_eq!(
+            cli.rc_overrides(),
+            vec![
+                ("RC_WAIT_POLICY", "wait_all".to_owned()),
+                ("RC_VERBOSE", "true".to_owned()),
+                ("RC_STOP_TIMEOUT", "1s".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn task_argv_round_trips_through_reparse() {
+        let cli = parse(&["--verbose", "-w", "d", "-F", "f", "-B", "b", "echo", "hi"]);
+        let argv = cli.task_argv();
+        assert_eq!(argv, os(&["-B", "b", "-F", "f", "echo", "hi"]));
+        let mut rewritten = argv.clone();
+        rewritten.extend(os(&["-F", "more"]));
+        // A boot file appending `-F more` after the trailing command makes it part of that
+        // command, exactly as TrivialRC would see it.
+        let again = cli.reparse_tasks(rewritten).unwrap();
+        assert_eq!(again.command, os(&["echo", "hi", "-F", "more"]));
+        assert!(again.verbose);
+        assert_eq!(again.workdir, Some(OsString::from("d")));
+    }
+}

@@ -1,0 +1,175 @@
+//! The `RC_*` settings that apply to the whole group. Long options are turned into the same
+//! variables by the caller, so this is the one place that reads them.
+
+use super::ConfigError;
+use std::time::Duration;
+
+/// When the group is finished, and with which status (see `supervisor::policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitPolicy {
+    #[default]
+    Any,
+    All,
+    Err,
+    Forever,
+}
+
+impl WaitPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitPolicy::Any => "wait_any",
+            WaitPolicy::All => "wait_all",
+            WaitPolicy::Err => "wait_err",
+            WaitPolicy::Forever => "wait_forever",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<WaitPolicy> {
+        Some(match s {
+            "wait_any" => WaitPolicy::Any,
+            "wait_all" => WaitPolicy::All,
+            "wait_err" => WaitPolicy::Err,
+            "wait_forever" => WaitPolicy::Forever,
+            _ => return None,
+        })
+    }
+}
+
+/// Group-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub wait_policy: WaitPolicy,
+    /// `RC_VERBOSE=true`: trc's own log lines on stdout.
+    pub verbose: bool,
+    /// `RC_VERBOSE_EXTRA=true`: debug lines too (only shown when verbose).
+    pub verbose_extra: bool,
+    /// `RC_DEBUG=true`: shell tasks run with `set -x`.
+    pub debug: bool,
+    /// `RC_STOP_TIMEOUT`: SIGTERM, then SIGKILL after this long.
+    pub stop_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            wait_policy: WaitPolicy::Any,
+            verbose: false,
+            verbose_extra: false,
+            debug: false,
+            stop_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the settings through `lookup` (the environment with the command line's overrides,
+    /// or the variables a boot task left behind). As in TrivialRC, a flag is on only when its
+    /// value is exactly `true`, and an empty `RC_WAIT_POLICY` means the default.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let flag = |name: &str| lookup(name).as_deref() == Some("true");
+        let mut settings = Settings {
+            verbose: flag("RC_VERBOSE"),
+            verbose_extra: flag("RC_VERBOSE_EXTRA"),
+            debug: flag("RC_DEBUG"),
+            ..Settings::default()
+        };
+        if let Some(value) = lookup("RC_WAIT_POLICY").filter(|v| !v.is_empty()) {
+            settings.wait_policy =
+                WaitPolicy::parse(&value).ok_or_else(|| ConfigError::BadVariable {
+                    name: "RC_WAIT_POLICY",
+                    value: value.clone(),
+                    problem: "unknown wait policy (expected wait_any, wait_all, wait_err or wait_forever)"
+                        .to_owned(),
+                })?;
+        }
+        if let Some(value) = lookup("RC_STOP_TIMEOUT").filter(|v| !v.is_empty()) {
+            settings.stop_timeout =
+                parse_duration(&value).map_err(|problem| ConfigError::BadVariable {
+                    name: "RC_STOP_TIMEOUT",
+                    value: value.clone(),
+                    problem,
+                })?;
+        }
+        Ok(settings)
+    }
+}
+
+/// A duration in humantime syntax (`5s`, `1m 30s`, `250ms`), or a plain number of seconds
+/// (`5`, `0.5`) as `sleep` takes it.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| "not a valid number of seconds".to_owned());
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("not a duration ({e}); write e.g. 5s, 500ms, 1m"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_trivialrc() {
+        assert_eq!(settings(&[]).unwrap(), Settings::default());
+        assert_eq!(
+            settings(&[("RC_WAIT_POLICY", "")]).unwrap().wait_policy,
+            WaitPolicy::Any
+        );
+    }
+
+    #[test]
+    fn flags_need_exactly_true() {
+        let s = settings(&[
+            ("RC_VERBOSE", "true"),
+            ("RC_DEBUG", "yes"),
+            ("RC_VERBOSE_EXTRA", "TRUE"),
+        ])
+        .unwrap();
+        assert!(s.verbose);
+        assert!(!s.debug);
+        assert!(!s.verbose_extra);
+    }
+
+    #[test]
+    fn policies_and_timeouts_parse() {
+        let s = settings(&[
+            ("RC_WAIT_POLICY", "wait_forever"),
+            ("RC_STOP_TIMEOUT", "1m 30s"),
+        ])
+        .unwrap();
+        assert_eq!(s.wait_policy, WaitPolicy::Forever);
+        assert_eq!(s.stop_timeout, Duration::from_secs(90));
+        assert_eq!(parse_duration("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = settings(&[("RC_WAIT_POLICY", "wait_some")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("RC_WAIT_POLICY=\"wait_some\": unknown wait policy"),
+            "{err}"
+        );
+        let err = settings(&[("RC_STOP_TIMEOUT", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("RC_STOP_TIMEOUT=\"soon\": not a duration"),
+            "{err}"
+        );
+        assert!(parse_duration("-1").is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! trc's own log lines, in TrivialRC's format: `YYYY-MM-DD HH:MM:SS trc [ns/pid]: message`.
+//!
+//! trc emits `tracing` events with the fields `ns` (main, async, sync, halt) and `pid`; the
+//! [`Console`] layer prints them: INFO on stdout when `RC_VERBOSE=true`, DEBUG too (as
+//! `]:  - message`) with `RC_VERBOSE_EXTRA=true`, WARN on stderr when verbose, and ERROR always,
+//! on stderr. The flags can change at run time (a boot task may set `RC_VERBOSE`).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::prelude::*;
+
+/// Prints trc's events on the console. Cloning shares the flags.
+#[derive(Clone)]
+pub struct Console {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    self_name: String,
+    main_pid: u32,
+    verbose: AtomicBool,
+    extra: AtomicBool,
+}
+
+impl Console {
+    pub fn new(self_name: &str, main_pid: u32) -> Console {
+        Console {
+            inner: Arc::new(Inner {
+                self_name: self_name.to_owned(),
+                main_pid,
+                verbose: AtomicBool::new(false),
+                extra: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Installs the console as the global subscriber (once, at start).
+    pub fn install(&self) {
+        let _ = tracing_subscriber::registry().with(self.clone()).try_init();
+    }
+
+    pub fn set_verbosity(&self, verbose: bool, extra: bool) {
+        self.inner.verbose.store(verbose, Ordering::Relaxed);
+        self.inner.extra.store(extra, Ordering::Relaxed);
+    }
+
+    /// One line in TrivialRC's format, with a newline.
+    pub fn format_line(&self, ns: &str, pid: u32, message: &str) -> String {
+        let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
+        format!("{now} {} [{ns}/{pid}]: {message}\n", self.inner.self_name)
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    ns: Option<String>,
+    pid: Option<u32>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "ns" => self.ns = Some(value.to_owned()),
+            "message" => self.message.push_str(value),
+            _ => {}
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "pid" {
+            self.pid = u32::try_from(value).ok();
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name() == "pid" {
+            self.pid = u32::try_from(value).ok();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => {
+                let _ = write!(self.message, "{value:?}");
+            }
+            "ns" => self.ns = Some(format!("{value:?}")),
+            _ => {}
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Console {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let level = *event.metadata().level();
+        let verbose = self.inner.verbose.load(Ordering::Relaxed);
+        let shown = match level {
+            Level::ERROR => true,
+            Level::WARN | Level::INFO => verbose,
+            Level::DEBUG => verbose && self.inner.extra.load(Ordering::Relaxed),
+            Level::TRACE => false,
+        };
+        if !shown {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if level == Level::DEBUG {
+            fields.message.insert_str(0, " - ");
+        }
+        let ns = fields.ns.as_deref().unwrap_or("main");
+        let line = self.format_line(
+            ns,
+            fields.pid.unwrap_or(self.inner.main_pid),
+            &fields.message,
+        );
+        // A closed stdout or stderr must never stop the supervisor: write errors are dropped.
+        let _ = if level <= Level::WARN {
+            std::io::stderr().lock().write_all(line.as_bytes())
+        } else {
+            std::io::stdout().lock().write_all(line.as_bytes())
+        };
+    }
+}

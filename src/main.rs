@@ -1,0 +1,37 @@
+//! `trc`: parse the command line and hand over to the supervisor.
+
+use std::ffi::OsString;
+use trc::cli::CommandLine;
+use trc::logs::Console;
+use trc::supervisor::{self, Setup};
+
+fn main() {
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| OsString::from("trc"));
+    let cli = CommandLine::parse_args(args).unwrap_or_else(|e| e.exit());
+    let self_name = self_name(&arg0);
+    let console = Console::new(&self_name, std::process::id());
+    console.install();
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("internal error (a bug in trc, please report it): {info}");
+    }));
+    let status = std::panic::catch_unwind(move || {
+        supervisor::run(Setup {
+            cli,
+            console,
+            arg0,
+            self_name,
+        })
+    })
+    .unwrap_or(70);
+    std::process::exit(status);
+}
+
+/// TrivialRC's `SELF_NAME`: `basename $0 .sh`.
+fn self_name(arg0: &OsString) -> String {
+    let name = std::path::Path::new(arg0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "trc".to_owned());
+    name.strip_suffix(".sh").map(str::to_owned).unwrap_or(name)
+}

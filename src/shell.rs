@@ -1,0 +1,194 @@
+//! The bash bridge. Shell tasks run as `bash -c PRELUDE`, which defines TrivialRC's integrated
+//! functions (`say`, `log`, `warn`, `err`, `debug`, `run`), restores what boot set, and then
+//! sources the task file inside a function (so `local` works) or evals the command string.
+//!
+//! TrivialRC runs boot in its main shell, so what boot sets is seen by everything after it. trc
+//! runs each boot task in its own bash, which saves its variables, functions, options, umask,
+//! cwd and rewritten argv when it completes; every later shell task restores that state first.
+
+use crate::config::Stage;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The signals a shell task traps to exit with 128+N, as TrivialRC's task subshells do.
+const TRAPPED: [(&str, i32); 12] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ABRT", libc::SIGABRT),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+];
+
+/// The prelude with its trap lines filled in.
+pub fn prelude() -> &'static str {
+    static PRELUDE: OnceLock<String> = OnceLock::new();
+    PRELUDE.get_or_init(|| {
+        let traps: Vec<String> = TRAPPED
+            .iter()
+            .map(|(name, num)| format!("trap 'exit {}' {name}", 128 + num))
+            .collect();
+        include_str!("prelude.bash").replace("@TRAPS@", &traps.join("; "))
+    })
+}
+
+/// What a shell task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShellKind {
+    /// A task file, sourced.
+    File,
+    /// A `-B/-H/-D/-F` string, evaluated.
+    Command,
+    /// A program run through bash only to get boot's exported state (`exec` at once).
+    Exec,
+    /// The trailing command, an argv: exec'd if it is a program, else run (builtin, function).
+    Argv,
+}
+
+/// Builds the bash command for one shell task. `args` become `"$@"`; `state` is the file a
+/// boot task saved; `save_to` (boot only) is where this boot task saves its own.
+pub struct ShellTask<'a> {
+    pub stage: Stage,
+    pub kind: ShellKind,
+    pub src: &'a OsStr,
+    pub args: &'a [OsString],
+    pub state: Option<&'a Path>,
+    pub save_to: Option<&'a Path>,
+    /// `$0` inside the task (TrivialRC's is the path of its script).
+    pub arg0: &'a OsStr,
+}
+
+impl ShellTask<'_> {
+    pub fn command(&self) -> Command {
+        let kind = match (self.kind, self.stage) {
+            (ShellKind::Exec, _) => "exec",
+            (ShellKind::Argv, _) => "argv",
+            (ShellKind::File, Stage::Boot) => "boot-file",
+            (ShellKind::Command, Stage::Boot) => "boot-cmd",
+            (ShellKind::File, Stage::Halt) => "halt-file",
+            (ShellKind::Command, Stage::Halt) => "halt-cmd",
+            (ShellKind::File, _) => "task-file",
+            (ShellKind::Command, _) => "task-cmd",
+        };
+        let mut cmd = Command::new("bash");
+        cmd.arg("--noprofile")
+            .arg("--norc")
+            .arg("-c")
+            .arg(prelude())
+            .arg(self.arg0)
+            .args(self.args)
+            .env("_TRC_KIND", kind)
+            .env("_TRC_SRC", self.src)
+            .env("_TRC_NS", self.stage.ns())
+            .env(
+                "_TRC_STATE",
+                self.state.map(Path::as_os_str).unwrap_or_default(),
+            )
+            .env(
+                "_TRC_SAVE",
+                self.save_to.map(Path::as_os_str).unwrap_or_default(),
+            );
+        cmd
+    }
+}
+
+/// What a completed boot task left for trc: the state file later shell tasks restore, the
+/// argv it may have rewritten, and the `RC_*` variables as they are now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BootSave {
+    pub state: PathBuf,
+    pub argv: Vec<OsString>,
+    pub rc_vars: Vec<(String, String)>,
+}
+
+/// Reads what the boot task that saved to `base` left. `Ok(None)` when it did not complete
+/// (it ended with `exit` before the end of the file).
+pub fn read_boot_save(base: &Path) -> std::io::Result<Option<BootSave>> {
+    let nul = with_suffix(base, ".nul");
+    let data = match std::fs::read(&nul) {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let bad = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: malformed", nul.display()),
+        )
+    };
+    let mut fields = data.split(|&b| b == 0);
+    let argc: usize = fields
+        .next()
+        .and_then(|f| std::str::from_utf8(f).ok()?.parse().ok())
+        .ok_or_else(bad)?;
+    let mut argv = Vec::with_capacity(argc);
+    for _ in 0..argc {
+        argv.push(OsString::from_vec(fields.next().ok_or_else(bad)?.to_vec()));
+    }
+    let mut rc_vars = Vec::new();
+    for field in fields.filter(|f| !f.is_empty()) {
+        let text = String::from_utf8_lossy(field);
+        let (name, value) = text.split_once('=').ok_or_else(bad)?;
+        rc_vars.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(Some(BootSave {
+        state: with_suffix(base, ".sh"),
+        argv,
+        rc_vars,
+    }))
+}
+
+fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+    let mut bytes = base.as_os_str().as_bytes().to_vec();
+    bytes.extend_from_slice(suffix.as_bytes());
+    PathBuf::from(OsString::from_vec(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prelude_has_every_trap() {
+        let p = prelude();
+        assert!(p.contains("trap 'exit 143' TERM"));
+        assert!(p.contains("trap 'exit 138' USR1"));
+        assert!(!p.contains("@TRAPS@"));
+    }
+
+    #[test]
+    fn reads_a_boot_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("boot-0");
+        assert_eq!(read_boot_save(&base).unwrap(), None);
+        std::fs::write(
+            with_suffix(&base, ".nul"),
+            b"2\0-F\0echo a b\0RC_VERBOSE=true\0RC_X=a=b\0",
+        )
+        .unwrap();
+        let save = read_boot_save(&base).unwrap().unwrap();
+        assert_eq!(
+            save.argv,
+            vec![OsString::from("-F"), OsString::from("echo a b")]
+        );
+        assert_eq!(
+            save.rc_vars,
+            vec![
+                ("RC_VERBOSE".into(), "true".into()),
+                ("RC_X".into(), "a=b".into())
+            ]
+        );
+        assert_eq!(save.state, dir.path().join("boot-0.sh"));
+        std::fs::write(with_suffix(&base, ".nul"), b"3\0-F\0").unwrap();
+        assert!(read_boot_save(&base).is_err());
+    }
+}

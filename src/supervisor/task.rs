@@ -1,0 +1,103 @@
+//! The task table's entries and a task's life:
+//!
+//! ```text
+//! Pending --start--> Running --exit--> Finished(status)
+//!                       |                  ^
+//!                       +--stop--> Stopping +  (SIGTERM sent; SIGKILL at the deadline)
+//! ```
+//! A task that cannot be started goes straight to Finished (126, or 127 when not found).
+
+use crate::config::{RunMode, Stage};
+use nix::unistd::Pid;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use tokio::time::Instant;
+
+/// Index of a task in the supervisor's table.
+pub type TaskId = usize;
+
+/// Where a task's code comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file of the work dir.
+    File { path: PathBuf, run: RunMode },
+    /// A `-B/-H/-D/-F` string.
+    Command(OsString),
+    /// The trailing command.
+    Argv(Vec<OsString>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TaskState {
+    Pending,
+    Running {
+        pid: Pid,
+    },
+    Stopping {
+        pid: Pid,
+        deadline: Instant,
+        killed: bool,
+    },
+    Finished {
+        status: i32,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    pub stage: Stage,
+    pub source: Source,
+    /// What TrivialRC's log lines call the task: its file path or its command string.
+    pub label: String,
+    pub state: TaskState,
+    /// The task's process group, kept after its leader exits: members may outlive it.
+    pub pgid: Option<Pid>,
+}
+
+impl Task {
+    pub fn new(name: String, stage: Stage, source: Source) -> Task {
+        let label = match &source {
+            Source::File { path, .. } => path.display().to_string(),
+            Source::Command(cmd) => cmd.to_string_lossy().into_owned(),
+            Source::Argv(argv) => argv
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        Task {
+            name,
+            stage,
+            source,
+            label,
+            state: TaskState::Pending,
+            pgid: None,
+        }
+    }
+
+    pub fn pid(&self) -> Option<Pid> {
+        match self.state {
+            TaskState::Running { pid } | TaskState::Stopping { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.pid().is_some()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, TaskState::Finished { .. })
+    }
+
+    /// TrivialRC's long name of the stage, as in "Launching in the background".
+    pub fn ns_long(&self) -> &'static str {
+        match self.stage {
+            Stage::Boot => "boot",
+            Stage::Async => "background",
+            Stage::Sync => "foreground",
+            Stage::Halt => "shutdown",
+        }
+    }
+}
