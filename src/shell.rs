@@ -7,10 +7,10 @@
 //! cwd and rewritten argv when it completes; every later shell task restores that state first.
 
 use crate::config::Stage;
+use crate::supervisor::spawn::SpawnSpec;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 /// The signals a shell task traps to exit with 128+N, as TrivialRC's task subshells do.
@@ -68,7 +68,7 @@ pub struct ShellTask<'a> {
 }
 
 impl ShellTask<'_> {
-    pub fn command(&self) -> Command {
+    pub fn spec(&self) -> SpawnSpec {
         let kind = match (self.kind, self.stage) {
             (ShellKind::Exec, _) => "exec",
             (ShellKind::Argv, _) => "argv",
@@ -79,25 +79,25 @@ impl ShellTask<'_> {
             (ShellKind::File, _) => "task-file",
             (ShellKind::Command, _) => "task-cmd",
         };
-        let mut cmd = Command::new("bash");
-        cmd.arg("--noprofile")
-            .arg("--norc")
-            .arg("-c")
-            .arg(prelude())
-            .arg(self.arg0)
-            .args(self.args)
-            .env("_TRC_KIND", kind)
-            .env("_TRC_SRC", self.src)
-            .env("_TRC_NS", self.stage.ns())
-            .env(
-                "_TRC_STATE",
-                self.state.map(Path::as_os_str).unwrap_or_default(),
-            )
-            .env(
-                "_TRC_SAVE",
-                self.save_to.map(Path::as_os_str).unwrap_or_default(),
-            );
-        cmd
+        let mut args: Vec<OsString> = ["--noprofile", "--norc", "-c", prelude()]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        args.push(self.arg0.to_owned());
+        args.extend(self.args.iter().cloned());
+        let path = |p: Option<&Path>| p.map(|p| p.as_os_str().to_owned()).unwrap_or_default();
+        SpawnSpec {
+            program: OsString::from("bash"),
+            args,
+            env: vec![
+                ("_TRC_KIND".into(), kind.into()),
+                ("_TRC_SRC".into(), self.src.to_owned()),
+                ("_TRC_NS".into(), self.stage.ns().into()),
+                ("_TRC_STATE".into(), path(self.state)),
+                ("_TRC_SAVE".into(), path(self.save_to)),
+            ],
+            ..SpawnSpec::default()
+        }
     }
 }
 

@@ -22,12 +22,11 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use policy::GroupPolicy;
 use signal_hook_tokio::Signals;
-use spawn::SpawnOptions;
+use spawn::SpawnSpec;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::Command;
 use task::{Source, Task, TaskId, TaskState};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -626,34 +625,10 @@ impl Supervisor {
     /// Starts a task. A task that cannot start is reported (always) and finishes at once with
     /// 127 (not found) or 126, so the wait policy applies to it like to any other.
     fn start(&mut self, id: TaskId, save_to: Option<&Path>) {
-        let (cmd, options) = self.command_for(id, save_to);
+        let spec = self.spec_for(id, save_to);
         let task = &self.tasks[id];
-        match spawn::spawn(cmd, options) {
-            Ok(pid) => {
-                let task = &mut self.tasks[id];
-                task.state = TaskState::Running { pid };
-                task.pgid = Some(pid);
-                self.by_pid.insert(pid, id);
-                let (ns, long, label) = (task.stage.ns(), task.ns_long(), task.label.clone());
-                match task.stage {
-                    Stage::Async | Stage::Sync => {
-                        info!(ns, pid = pid.as_raw(), "Launching in the {long}: {label}")
-                    }
-                    Stage::Halt => {
-                        let what = if matches!(task.source, Source::File { .. }) {
-                            "script"
-                        } else {
-                            "command"
-                        };
-                        info!(
-                            ns,
-                            pid = pid.as_raw(),
-                            "Running the shutdown {what}: {label}"
-                        )
-                    }
-                    Stage::Boot => {}
-                }
-            }
+        let forked = match spawn::spawn(&spec) {
+            Ok(forked) => forked,
             Err(e) => {
                 let status = if e.kind() == std::io::ErrorKind::NotFound {
                     127
@@ -662,12 +637,47 @@ impl Supervisor {
                 };
                 error!(ns = task.stage.ns(), "cannot start {}: {e}", task.label);
                 self.pending.push_back(Event::Exited { task: id, status });
+                return;
             }
+        };
+        let pid = forked.pid;
+        let task = &mut self.tasks[id];
+        task.state = TaskState::Running { pid };
+        task.pgid = Some(pid);
+        self.by_pid.insert(pid, id);
+        let (ns, long, label) = (task.stage.ns(), task.ns_long(), &task.label);
+        match task.stage {
+            Stage::Async | Stage::Sync => {
+                info!(ns, pid = pid.as_raw(), "Launching in the {long}: {label}")
+            }
+            Stage::Halt => {
+                let what = if matches!(task.source, Source::File { .. }) {
+                    "script"
+                } else {
+                    "command"
+                };
+                info!(
+                    ns,
+                    pid = pid.as_raw(),
+                    "Running the shutdown {what}: {label}"
+                )
+            }
+            Stage::Boot => {}
+        }
+        // Logged first, then let it run: its output can only come after the line above.
+        if let Err(e) = forked.release() {
+            let hint = match (&task.source, e.kind()) {
+                (Source::File { .. }, std::io::ErrorKind::NotFound) => {
+                    " (is the interpreter on its #! line installed?)"
+                }
+                _ => "",
+            };
+            error!(ns, pid = pid.as_raw(), "cannot start {label}: {e}{hint}");
         }
     }
 
-    /// The command and spawn options that run a task.
-    fn command_for(&self, id: TaskId, save_to: Option<&Path>) -> (Command, SpawnOptions) {
+    /// What runs a task: its own program, or bash with the prelude.
+    fn spec_for(&self, id: TaskId, save_to: Option<&Path>) -> SpawnSpec {
         let task = &self.tasks[id];
         let task_argv = self.cli.task_argv();
         let shell = |kind: ShellKind, src: &OsStr, args: &[OsString]| {
@@ -680,10 +690,9 @@ impl Supervisor {
                 save_to,
                 arg0: &self.arg0,
             }
-            .command()
+            .spec()
         };
-        let mut foreground = false;
-        let mut cmd = match &task.source {
+        let mut spec = match &task.source {
             Source::File {
                 path,
                 run: RunMode::Fragment,
@@ -695,28 +704,44 @@ impl Supervisor {
             Source::File {
                 path,
                 run: RunMode::Executable,
-            } => Command::new(path),
-            Source::Command(cmd) => shell(ShellKind::Command, cmd, &task_argv),
-            Source::Argv(argv) => {
-                foreground = self.terminal;
-                if self.boot_state.is_none() && is_program(&argv[0]) {
-                    let mut cmd = Command::new(&argv[0]);
-                    cmd.args(&argv[1..]);
-                    cmd
+            } => {
+                // A relative work dir gives a relative path: exec needs a slash to take it as one.
+                let path = if path.is_absolute() {
+                    path.clone()
                 } else {
-                    shell(ShellKind::Argv, OsStr::new(""), argv)
+                    Path::new(".").join(path)
+                };
+                SpawnSpec {
+                    program: path.into_os_string(),
+                    ..SpawnSpec::default()
                 }
             }
+            Source::Command(cmd) => shell(ShellKind::Command, cmd, &task_argv),
+            Source::Argv(argv) => {
+                let mut spec = if self.boot_state.is_none() && is_program(&argv[0]) {
+                    SpawnSpec {
+                        program: argv[0].clone(),
+                        args: argv[1..].to_vec(),
+                        ..SpawnSpec::default()
+                    }
+                } else {
+                    shell(ShellKind::Argv, OsStr::new(""), argv)
+                };
+                spec.foreground = self.terminal;
+                spec
+            }
         };
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("RC_WAIT_POLICY", self.settings.wait_policy.as_str())
-            .env("TRC_TASK", &task.name)
-            .env("TRC_STAGE", task.stage.as_str());
-        let options = SpawnOptions {
-            stdin_null: task.stage == Stage::Async,
-            foreground,
-        };
-        (cmd, options)
+        let mut env = self.env.clone();
+        env.push((
+            "RC_WAIT_POLICY".into(),
+            self.settings.wait_policy.as_str().into(),
+        ));
+        env.push(("TRC_TASK".into(), task.name.clone().into()));
+        env.push(("TRC_STAGE".into(), task.stage.as_str().into()));
+        env.append(&mut spec.env);
+        spec.env = env;
+        spec.stdin_null = task.stage == Stage::Async;
+        spec
     }
 
     /// Records that a task's leader exited, and logs it as TrivialRC does.
@@ -818,14 +843,9 @@ impl Drop for Supervisor {
 /// which runs it or says "command not found" with status 127, as TrivialRC does.
 fn is_program(name: &OsStr) -> bool {
     use std::os::unix::ffi::OsStrExt;
-    let executable =
-        |p: &Path| p.is_file() && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok();
     if name.as_bytes().contains(&b'/') {
-        return executable(Path::new(name));
+        spawn::is_executable_file(Path::new(name))
+    } else {
+        spawn::find_in_path(name).is_some()
     }
-    if name.is_empty() {
-        return false;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).any(|dir| executable(&dir.join(name)))
 }

@@ -1,46 +1,132 @@
-//! Starting a task's process: its own process group, a clean signal state, only fds 0-2, and
-//! (for the trailing command on a terminal) the terminal's foreground.
+//! Fork and exec, alone in this file. A task's process gets its own process group, default
+//! signal dispositions, an empty signal mask, only fds 0-2 and (for the trailing command on a
+//! terminal) the terminal's foreground.
 //!
-//! `std::process::Command` does the fork and exec and reports exec errors; trc never calls
-//! `wait` on the `Child` it returns: all reaping is `waitpid(-1)` in `reap.rs`.
+//! Starting is two steps so that trc can log "Launching ... [async/PID]" with the real pid
+//! before the task can write anything (TrivialRC's order): [`spawn`] forks a child that waits
+//! on a pipe; [`Forked::release`] lets it exec and reports an exec error. trc never waits on a
+//! specific child here: all reaping is `waitpid(-1)` in `reap.rs`.
 
-use nix::unistd::Pid;
+use nix::unistd::{ForkResult, Pid};
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
-/// How the child is set up beyond its command and environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SpawnOptions {
+/// What to run and how.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnSpec {
+    /// A path, or a name looked up in `$PATH`.
+    pub program: OsString,
+    /// `argv[1..]`.
+    pub args: Vec<OsString>,
+    /// Variables set on top of trc's own environment.
+    pub env: Vec<(OsString, OsString)>,
     /// stdin from /dev/null (async tasks) instead of trc's own.
     pub stdin_null: bool,
     /// Make the child's process group the foreground group of the terminal on stdin.
     pub foreground: bool,
 }
 
-/// Starts `cmd` as the leader of a new process group and returns its pid. When this returns,
-/// the child has exec'd (or the error says why it could not).
-pub fn spawn(mut cmd: Command, options: SpawnOptions) -> io::Result<Pid> {
-    if options.stdin_null {
-        cmd.stdin(Stdio::null());
-    }
-    let foreground = options.foreground;
-    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // system calls (setpgid, sigprocmask, tcsetpgrp, sigaction, close_range/fcntl); it does not
-    // allocate or take locks.
-    unsafe {
-        cmd.pre_exec(move || prepare_child(foreground));
-    }
-    let child = cmd.spawn()?;
-    Ok(Pid::from_raw(child.id() as i32))
+/// A forked child waiting to exec.
+pub struct Forked {
+    pub pid: Pid,
+    go: OwnedFd,
+    errors: OwnedFd,
 }
 
-/// Runs in the child between fork and exec.
-fn prepare_child(foreground: bool) -> io::Result<()> {
-    // SAFETY: plain system calls on our own process with valid arguments; see `spawn`.
+/// Forks the child that will run `spec`. It is the leader of a new process group by the time
+/// this returns, and waits for [`Forked::release`].
+pub fn spawn(spec: &SpawnSpec) -> io::Result<Forked> {
+    // Everything the child needs is made before the fork: it must not allocate.
+    let path = resolve(&spec.program)?;
+    let path = cstring(path.as_os_str())?;
+    let mut argv = vec![cstring(&spec.program)?];
+    for arg in &spec.args {
+        argv.push(cstring(arg)?);
+    }
+    let envp = environment(&spec.env)?;
+    let argv_ptrs = null_terminated(&argv);
+    let envp_ptrs = null_terminated(&envp);
+    let devnull = if spec.stdin_null {
+        Some(OwnedFd::from(std::fs::File::open("/dev/null")?))
+    } else {
+        None
+    };
+    let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let foreground = spec.foreground;
+
+    // SAFETY: in the child we only make async-signal-safe system calls on memory prepared
+    // before the fork, then exec or _exit; no allocation, no locks.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Child => unsafe {
+            let code = child(
+                foreground,
+                devnull.as_ref().map(|fd| fd.as_raw_fd()),
+                go_read.as_raw_fd(),
+                path.as_ptr(),
+                argv_ptrs.as_ptr(),
+                envp_ptrs.as_ptr(),
+            );
+            let errno = *libc::__errno_location();
+            libc::write(err_write.as_raw_fd(), (&errno as *const i32).cast(), 4);
+            libc::_exit(code)
+        },
+        ForkResult::Parent { child } => {
+            // Also here, so the group exists whichever process runs first.
+            let _ = nix::unistd::setpgid(child, child);
+            drop((go_read, err_write, devnull));
+            Ok(Forked {
+                pid: child,
+                go: go_write,
+                errors: err_read,
+            })
+        }
+    }
+}
+
+impl Forked {
+    /// Lets the child exec. An `Err` means exec failed: the child has exited with 126
+    /// (cannot execute) or 127 (not found), which the reaper will report as usual.
+    pub fn release(self) -> io::Result<()> {
+        nix::unistd::write(&self.go, b"g")?;
+        drop(self.go);
+        let mut errno = [0u8; 4];
+        let mut got = 0;
+        while got < errno.len() {
+            match nix::unistd::read(&self.errors, &mut errno[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match got {
+            0 => Ok(()),
+            _ => Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno))),
+        }
+    }
+}
+
+/// The child's side, between fork and exec. Returns the exit status to use if exec fails.
+///
+/// # Safety
+/// Called only in the freshly forked child, with pointers that stay valid until exec.
+unsafe fn child(
+    foreground: bool,
+    stdin: Option<i32>,
+    go: i32,
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+) -> i32 {
+    // SAFETY: plain system calls on our own process (see `spawn`).
     unsafe {
-        if libc::setpgid(0, 0) != 0 {
-            return Err(io::Error::last_os_error());
+        libc::setpgid(0, 0);
+        if let Some(fd) = stdin {
+            libc::dup2(fd, 0);
         }
         if foreground {
             // A background process group that calls tcsetpgrp gets SIGTTOU unless it blocks it.
@@ -50,7 +136,8 @@ fn prepare_child(foreground: bool) -> io::Result<()> {
             libc::sigprocmask(libc::SIG_BLOCK, &ttou, std::ptr::null_mut());
             libc::tcsetpgrp(0, libc::getpid());
         }
-        // Default dispositions for every signal (trc ignores some; handlers reset on exec anyway).
+        // Default dispositions for every signal: trc ignores some, and ignored stays ignored
+        // across exec.
         for sig in 1..libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
@@ -59,6 +146,17 @@ fn prepare_child(foreground: bool) -> io::Result<()> {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Wait for the parent's word (EOF means the parent is gone: do not run at all).
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(go, (&mut byte as *mut u8).cast(), 1);
+            if n == 1 {
+                break;
+            }
+            if n == 0 || *libc::__errno_location() != libc::EINTR {
+                libc::_exit(127);
+            }
+        }
         // Only fds 0-2 survive exec: mark every other one close-on-exec.
         let flags = libc::CLOSE_RANGE_CLOEXEC as libc::c_long;
         if libc::syscall(
@@ -73,6 +171,78 @@ fn prepare_child(foreground: bool) -> io::Result<()> {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
+        libc::execve(path, argv, envp);
+        match *libc::__errno_location() {
+            libc::ENOENT | libc::ENOTDIR => 127,
+            _ => 126,
+        }
     }
-    Ok(())
+}
+
+/// Finds the program as `execvp` would: a name with a slash is a path, else the first
+/// executable file of that name in `$PATH`.
+fn resolve(program: &OsStr) -> io::Result<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        return Ok(PathBuf::from(program));
+    }
+    find_in_path(program).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{}: command not found", program.to_string_lossy()),
+        )
+    })
+}
+
+/// The first executable file named `name` in `$PATH`.
+pub fn find_in_path(name: &OsStr) -> Option<PathBuf> {
+    if name.is_empty() {
+        return None;
+    }
+    let path =
+        std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable_file(p))
+}
+
+pub fn is_executable_file(path: &Path) -> bool {
+    path.is_file() && nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
+}
+
+/// trc's environment with `overrides` applied (later entries win), as `KEY=VALUE` strings.
+fn environment(overrides: &[(OsString, OsString)]) -> io::Result<Vec<CString>> {
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    for (key, value) in overrides {
+        match vars.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value.clone(),
+            None => vars.push((key.clone(), value.clone())),
+        }
+    }
+    vars.iter()
+        .map(|(k, v)| {
+            let mut entry = k.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(v.as_bytes());
+            CString::new(entry).map_err(|_| nul_error(k))
+        })
+        .collect()
+}
+
+fn cstring(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| nul_error(s))
+}
+
+fn nul_error(s: &OsStr) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{:?} contains a NUL byte", s),
+    )
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }

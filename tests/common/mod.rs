@@ -1,0 +1,266 @@
+//! Shared harness for the black-box tests: run the real `trc` binary on real directories, wait
+//! on events (a line appearing, a process exiting) with generous deadlines, never fixed sleeps.
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How long any single wait may take before the test fails. Generous: CI is a loaded 2-core box.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn trc_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_trc"))
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A `trc` invocation being built.
+pub struct Trc {
+    cmd: Command,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The exit code, or 128+N when trc itself died of signal N (which it should never do).
+    pub fn code(&self) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        self.status
+            .code()
+            .unwrap_or_else(|| 128 + self.status.signal().unwrap_or(0))
+    }
+}
+
+impl Trc {
+    /// `trc ARGS...`, run in `cwd`, with the `RC_*` variables of the outer environment removed
+    /// so that a developer's shell cannot change the outcome.
+    pub fn new<I, S>(cwd: &Path, args: I) -> Trc
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut cmd = Command::new(trc_bin());
+        cmd.current_dir(cwd).args(args.into_iter().map(Into::into));
+        for (key, _) in std::env::vars_os() {
+            let key_str = key.to_string_lossy();
+            if key_str.starts_with("RC_")
+                || key_str.starts_with("TRC_")
+                || key_str == "NOTIFY_SOCKET"
+            {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("PWD", cwd);
+        Trc { cmd }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Trc {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn command(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+
+    /// Runs to the end with stdin from /dev/null; fails the test if trc has not exited by the
+    /// deadline (and kills it).
+    pub fn run(mut self) -> Output {
+        self.cmd.stdin(Stdio::null());
+        let running = Running::start(self.cmd);
+        running.wait()
+    }
+
+    /// Starts trc and returns a handle that can wait for lines and send signals.
+    pub fn spawn(mut self) -> Running {
+        self.cmd.stdin(Stdio::null());
+        Running::start(self.cmd)
+    }
+}
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A running trc whose output lines arrive on a channel as they are written.
+pub struct Running {
+    pub child: Child,
+    lines: Receiver<(Stream, String)>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Running {
+    pub fn start(mut cmd: Command) -> Running {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start trc");
+        let (tx, rx) = channel();
+        for (stream, reader) in [
+            (
+                Stream::Stdout,
+                Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            ),
+            (
+                Stream::Stderr,
+                Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+            ),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(reader);
+                let mut buf = Vec::new();
+                while reader
+                    .read_until(b'\n', &mut buf)
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+                {
+                    let _ = tx.send((stream, String::from_utf8_lossy(&buf).into_owned()));
+                    buf.clear();
+                }
+            });
+        }
+        Running {
+            child,
+            lines: rx,
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits until a line containing `needle` appears on either stream; returns that line.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((stream, line)) => {
+                    self.keep(stream, &line);
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "no line containing {needle:?} within {DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
+                        self.stdout, self.stderr
+                    );
+                }
+            }
+        }
+    }
+
+    fn keep(&mut self, stream: Stream, line: &str) {
+        match stream {
+            Stream::Stdout => self.stdout.push_str(line),
+            Stream::Stderr => self.stderr.push_str(line),
+        }
+    }
+
+    /// Sends signal `sig` to trc.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the pid of our own child, which we have not reaped yet.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({}, {sig})", self.pid());
+    }
+
+    /// Waits for trc to exit (failing the test after the deadline) and collects all output.
+    pub fn wait(mut self) -> Output {
+        let until = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for trc") {
+                break status;
+            }
+            if Instant::now() > until {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "trc did not exit within {DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout, self.stderr
+                );
+            }
+            // Collect output while waiting; the receive timeout is the polling interval of
+            // this test-side wait, not a fixed sleep that the outcome depends on.
+            if let Ok((stream, line)) = self.lines.recv_timeout(Duration::from_millis(20)) {
+                self.keep(stream, &line);
+            }
+        };
+        // The reader threads end when every writer of the pipes is gone.
+        while let Ok((stream, line)) = self.lines.recv_timeout(DEADLINE) {
+            self.keep(stream, &line);
+        }
+        Output {
+            status,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        }
+    }
+}
+
+/// Replaces the time and pid of TrivialRC-format log lines so they can be compared:
+/// `2026-11-24 06:58:41 trc [sync/5572]: text` becomes `TS trc [sync/PID]: text`.
+pub fn normalize(text: &str) -> String {
+    let re =
+        regex::Regex::new(r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\S+) \[(\w+)/\d+\]:").unwrap();
+    let text = re.replace_all(text, "TS $1 [$2/PID]:");
+    let pid = regex::Regex::new(r"<pid=\d+>").unwrap();
+    pid.replace_all(&text, "<pid=N>").into_owned()
+}
+
+/// Whether the test may use namespaces (needs root). Under `CI=true` it must: a skip there is
+/// a failure. Elsewhere the skip is said in the output.
+pub fn can_use_namespaces(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let unshare = Command::new("unshare")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if root && unshare {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs root and unshare(1), and CI=true forbids skipping it");
+    }
+    eprintln!("SKIPPED {test}: needs root and unshare(1) (run the tests as root to include it)");
+    false
+}
+
+/// Waits until `cond` holds, checking every few milliseconds, failing after the deadline.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process with this pid exists and is not a zombie.
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
