@@ -44,6 +44,13 @@ enum Event {
     Deadline,
 }
 
+/// A process group whose task's leader has exited but which still has members, being stopped.
+struct Lingering {
+    pgid: Pid,
+    deadline: Instant,
+    killed: bool,
+}
+
 /// How boot ended.
 enum Boot {
     /// Every boot task completed.
@@ -431,64 +438,65 @@ impl Supervisor {
     }
 
     /// Stops every task group at once: the stop signal now, SIGKILL to what is left of a group
-    /// after the stop-timeout. Then every other process trc adopted.
+    /// after its stop-timeout. Then every other process trc adopted.
     async fn teardown(&mut self) {
         info!("Trying to terminate sub-processes...");
-        let timeout = self.settings.stop_timeout;
-        let deadline = Instant::now() + timeout;
         // Groups whose leader already exited may still have members: they are stopped too.
-        let mut lingering: Vec<Pid> = Vec::new();
+        let mut lingering: Vec<Lingering> = Vec::new();
         for id in 0..self.tasks.len() {
-            let task = &mut self.tasks[id];
-            match task.state {
-                TaskState::Running { pid } => {
-                    info!("terminating the child process <pid={pid}>");
-                    reap::signal_group(pid, Signal::SIGTERM);
-                    task.state = TaskState::Stopping {
-                        pid,
-                        deadline,
-                        killed: false,
-                    };
-                }
-                TaskState::Finished { .. } => {
-                    if let Some(pgid) = task.pgid.filter(|&g| reap::group_alive(g)) {
-                        reap::signal_group(pgid, Signal::SIGTERM);
-                        lingering.push(pgid);
-                    }
-                }
-                _ => {}
+            if let Some(pid) = self.tasks[id].pid() {
+                info!("terminating the child process <pid={pid}>");
+                self.stop(id);
+            } else if let Some(pgid) = self.tasks[id].pgid.filter(|&g| reap::group_alive(g)) {
+                reap::signal_group(pgid, Signal::SIGTERM);
+                let deadline = Instant::now() + self.settings.stop_timeout;
+                lingering.push(Lingering {
+                    pgid,
+                    deadline,
+                    killed: false,
+                });
             }
         }
-        let mut killed = false;
         loop {
-            lingering.retain(|&g| reap::group_alive(g));
-            let stopping = self.tasks.iter().any(|t| t.is_active());
-            if !stopping && (lingering.is_empty() || killed) {
+            lingering.retain(|l| !l.killed && reap::group_alive(l.pgid));
+            if lingering.is_empty() && !self.tasks.iter().any(Task::is_active) {
                 break;
             }
-            match self
-                .next_event(if killed { None } else { Some(deadline) })
-                .await
-            {
+            let next = self
+                .tasks
+                .iter()
+                .filter_map(|t| match t.state {
+                    TaskState::Stopping {
+                        deadline,
+                        killed: false,
+                        ..
+                    } => Some(deadline),
+                    _ => None,
+                })
+                .chain(lingering.iter().map(|l| l.deadline))
+                .min();
+            match self.next_event(next).await {
                 Event::Exited { task, status } => {
+                    let deadline = match self.tasks[task].state {
+                        TaskState::Stopping { deadline, .. } => deadline,
+                        _ => Instant::now() + self.settings.stop_timeout,
+                    };
                     self.finished(task, status);
                     if let Some(pgid) = self.tasks[task].pgid.filter(|&g| reap::group_alive(g)) {
-                        if !lingering.contains(&pgid) {
-                            lingering.push(pgid);
-                        }
+                        lingering.push(Lingering {
+                            pgid,
+                            deadline,
+                            killed: false,
+                        });
                     }
                 }
-                Event::Deadline => {
-                    self.kill_remaining(&lingering);
-                    killed = true;
-                }
+                Event::Deadline => self.kill_overdue(Some(Instant::now()), &mut lingering),
                 Event::Signal(sig) => {
                     warn!(
                         "got SIG{} while stopping: killing what is left now",
                         signals::name(sig)
                     );
-                    self.kill_remaining(&lingering);
-                    killed = true;
+                    self.kill_overdue(None, &mut lingering);
                 }
                 Event::Reaped => {}
             }
@@ -496,8 +504,27 @@ impl Supervisor {
         self.sweep_adopted().await;
     }
 
-    /// SIGKILL to every task group still stopping and to the lingering groups.
-    fn kill_remaining(&mut self, lingering: &[Pid]) {
+    /// Asks a running task to stop: SIGTERM to its process group now, SIGKILL when its
+    /// stop-timeout has passed (`kill_overdue`). Returns whether the task was running.
+    fn stop(&mut self, id: TaskId) -> bool {
+        let deadline = Instant::now() + self.settings.stop_timeout;
+        let task = &mut self.tasks[id];
+        let TaskState::Running { pid } = task.state else {
+            return false;
+        };
+        reap::signal_group(pid, Signal::SIGTERM);
+        task.state = TaskState::Stopping {
+            pid,
+            deadline,
+            killed: false,
+        };
+        true
+    }
+
+    /// SIGKILL to every stopping task group and lingering group whose deadline is not after
+    /// `now` (all of them with `None`).
+    fn kill_overdue(&mut self, now: Option<Instant>, lingering: &mut [Lingering]) {
+        let due = |deadline: Instant| now.is_none_or(|now| deadline <= now);
         for task in &mut self.tasks {
             if let TaskState::Stopping {
                 pid,
@@ -505,17 +532,20 @@ impl Supervisor {
                 killed: false,
             } = task.state
             {
-                debug!("killing the process group of {} <pid={pid}>", task.label);
-                reap::signal_group(pid, Signal::SIGKILL);
-                task.state = TaskState::Stopping {
-                    pid,
-                    deadline,
-                    killed: true,
-                };
+                if due(deadline) {
+                    debug!("killing the process group of {} <pid={pid}>", task.label);
+                    reap::signal_group(pid, Signal::SIGKILL);
+                    task.state = TaskState::Stopping {
+                        pid,
+                        deadline,
+                        killed: true,
+                    };
+                }
             }
         }
-        for &pgid in lingering {
-            reap::signal_group(pgid, Signal::SIGKILL);
+        for group in lingering.iter_mut().filter(|l| due(l.deadline)) {
+            reap::signal_group(group.pgid, Signal::SIGKILL);
+            group.killed = true;
         }
     }
 
