@@ -18,6 +18,16 @@ Environment (each long option sets the variable of the same meaning; the option 
   RC_VERBOSE_EXTRA=true   also log debug lines (needs RC_VERBOSE=true)
   RC_DEBUG=true           run shell tasks with `set -x`
   RC_STOP_TIMEOUT=DUR     how long a task may take to stop before SIGKILL (default 5s)
+  RC_STOP_SIGNAL=SIG      the signal that asks a task to stop (default TERM)
+  RC_RESTART=POLICY       never (default) | on-failure | always, for async and sync tasks
+  RC_RESTART_DELAY=DUR    first restart delay, doubling on each restart (default 1s)
+  RC_RESTART_MAX_DELAY=D  cap of the delay; a run this long resets the doubling (default 30s)
+  RC_START_LIMIT=LIMIT    N in DURATION: more starts in the window and the task gives up
+                          (default 5 in 60s; none for no limit)
+A task file may set its own values in a header block (see README.md):
+  ### BEGIN TRC
+  # restart: on-failure
+  ### END TRC
 
 Exit status: the group's status decided by the wait policy; 128+N when a signal N ended trc;
 the last halt task's status when a halt task ran; 2 for a usage error; 78 for a config error.
@@ -73,9 +83,29 @@ pub struct CommandLine {
     #[arg(long)]
     pub debug: bool,
 
-    /// Time a task gets to stop after SIGTERM before SIGKILL, e.g. 5s, 500ms [env: RC_STOP_TIMEOUT]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    /// Time a task gets to stop after its stop signal before SIGKILL, e.g. 5s, 500ms [env: RC_STOP_TIMEOUT]
+    #[arg(long, value_name = "DURATION", value_parser = directive("stop-timeout"))]
     pub stop_timeout: Option<String>,
+
+    /// The signal that asks a task to stop (default TERM) [env: RC_STOP_SIGNAL]
+    #[arg(long, value_name = "SIGNAL", value_parser = directive("stop-signal"))]
+    pub stop_signal: Option<String>,
+
+    /// Default restart policy of async and sync tasks: never, on-failure, always [env: RC_RESTART]
+    #[arg(long, value_name = "POLICY", value_parser = directive("restart"))]
+    pub restart: Option<String>,
+
+    /// First restart delay, doubling on each restart (default 1s) [env: RC_RESTART_DELAY]
+    #[arg(long, value_name = "DURATION", value_parser = directive("restart-delay"))]
+    pub restart_delay: Option<String>,
+
+    /// Cap of the restart delay, and how long a run resets the doubling (default 30s) [env: RC_RESTART_MAX_DELAY]
+    #[arg(long, value_name = "DURATION", value_parser = directive("restart-max-delay"))]
+    pub restart_max_delay: Option<String>,
+
+    /// Give up after more starts than N within DURATION: "N in DURATION" or "none" (default "5 in 60s") [env: RC_START_LIMIT]
+    #[arg(long, value_name = "LIMIT", value_parser = directive("start-limit"))]
+    pub start_limit: Option<String>,
 
     /// The last sync task, run as an argv with trc's stdin, stdout and stderr untouched
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
@@ -107,8 +137,17 @@ impl CommandLine {
         if self.debug {
             vars.push(("RC_DEBUG", "true".to_owned()));
         }
-        if let Some(timeout) = &self.stop_timeout {
-            vars.push(("RC_STOP_TIMEOUT", timeout.clone()));
+        for (var, value) in [
+            ("RC_STOP_TIMEOUT", &self.stop_timeout),
+            ("RC_STOP_SIGNAL", &self.stop_signal),
+            ("RC_RESTART", &self.restart),
+            ("RC_RESTART_DELAY", &self.restart_delay),
+            ("RC_RESTART_MAX_DELAY", &self.restart_max_delay),
+            ("RC_START_LIMIT", &self.start_limit),
+        ] {
+            if let Some(value) = value {
+                vars.push((var, value.clone()));
+            }
         }
         vars
     }
@@ -118,12 +157,9 @@ impl CommandLine {
     /// options are trc's own and are left out, as TrivialRC leaves out `-w DIR`.
     pub fn task_argv(&self) -> Vec<OsString> {
         let mut argv = Vec::new();
-        for (flag, items) in [
-            ("-B", &self.boot),
-            ("-H", &self.halt),
-            ("-D", &self.async_),
-            ("-F", &self.sync),
-        ] {
+        for (flag, items) in
+            [("-B", &self.boot), ("-H", &self.halt), ("-D", &self.async_), ("-F", &self.sync)]
+        {
             for item in items {
                 argv.push(OsString::from(flag));
                 argv.push(item.clone());
@@ -148,8 +184,9 @@ impl CommandLine {
     }
 }
 
-fn parse_duration_arg(text: &str) -> Result<String, String> {
-    crate::config::parse_duration(text).map(|_| text.to_owned())
+/// A value parser that checks an option's value as the directive `key` would.
+fn directive(key: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
+    move |text: &str| crate::config::TaskSettings::default().set(key, text).map(|()| text.to_owned())
 }
 
 #[cfg(test)]
@@ -167,8 +204,7 @@ mod tests {
     #[test]
     fn trivialrc_order_and_trailing_command_with_its_own_flags() {
         let cli = parse(&[
-            "-w", "/opt/app", "-B", "b1", "-B", "b2", "-H", "h", "-D", "d", "-F", "f", "sleep",
-            "-x", "5",
+            "-w", "/opt/app", "-B", "b1", "-B", "b2", "-H", "h", "-D", "d", "-F", "f", "sleep", "-x", "5",
         ]);
         assert_eq!(cli.workdir, Some(OsString::from("/opt/app")));
         assert_eq!(cli.boot, os(&["b1", "b2"]));
@@ -206,13 +242,7 @@ mod tests {
 
     #[test]
     fn long_options_become_rc_variables() {
-        let cli = parse(&[
-            "--wait-policy",
-            "wait_all",
-            "--verbose",
-            "--stop-timeout",
-            "1s",
-        ]);
+        let cli = parse(&["--wait-policy", "wait_all", "--verbose", "--stop-timeout", "1s"]);
         assert_eq!(
             cli.rc_overrides(),
             vec![

@@ -15,15 +15,8 @@ fn main() {
     std::panic::set_hook(Box::new(|info| {
         tracing::error!("internal error (a bug in trc, please report it): {info}");
     }));
-    let status = std::panic::catch_unwind(move || {
-        supervisor::run(Setup {
-            cli,
-            console,
-            arg0,
-            self_name,
-        })
-    })
-    .unwrap_or(70);
+    let status = std::panic::catch_unwind(move || supervisor::run(Setup { cli, console, arg0, self_name }))
+        .unwrap_or(70);
     std::process::exit(status);
 }
 

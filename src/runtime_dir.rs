@@ -19,9 +19,7 @@ impl RuntimeDir {
             .recursive(true)
             .mode(0o700)
             .create(&base)
-            .map_err(|e| {
-                io::Error::new(e.kind(), format!("runtime dir {}: {e}", base.display()))
-            })?;
+            .map_err(|e| io::Error::new(e.kind(), format!("runtime dir {}: {e}", base.display())))?;
         let path = base.join(std::process::id().to_string());
         // A directory left by a crashed trc whose pid we now have is stale: start afresh.
         if path.exists() {
@@ -30,9 +28,7 @@ impl RuntimeDir {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
-            .map_err(|e| {
-                io::Error::new(e.kind(), format!("runtime dir {}: {e}", path.display()))
-            })?;
+            .map_err(|e| io::Error::new(e.kind(), format!("runtime dir {}: {e}", path.display())))?;
         Ok(RuntimeDir { path })
     }
 

@@ -33,10 +33,8 @@ const TRAPPED: [(&str, i32); 12] = [
 pub fn prelude() -> &'static str {
     static PRELUDE: OnceLock<String> = OnceLock::new();
     PRELUDE.get_or_init(|| {
-        let traps: Vec<String> = TRAPPED
-            .iter()
-            .map(|(name, num)| format!("trap 'exit {}' {name}", 128 + num))
-            .collect();
+        let traps: Vec<String> =
+            TRAPPED.iter().map(|(name, num)| format!("trap 'exit {}' {name}", 128 + num)).collect();
         include_str!("prelude.bash").replace("@TRAPS@", &traps.join("; "))
     })
 }
@@ -79,10 +77,8 @@ impl ShellTask<'_> {
             (ShellKind::File, _) => "task-file",
             (ShellKind::Command, _) => "task-cmd",
         };
-        let mut args: Vec<OsString> = ["--noprofile", "--norc", "-c", prelude()]
-            .into_iter()
-            .map(OsString::from)
-            .collect();
+        let mut args: Vec<OsString> =
+            ["--noprofile", "--norc", "-c", prelude()].into_iter().map(OsString::from).collect();
         args.push(self.arg0.to_owned());
         args.extend(self.args.iter().cloned());
         let path = |p: Option<&Path>| p.map(|p| p.as_os_str().to_owned()).unwrap_or_default();
@@ -119,17 +115,11 @@ pub fn read_boot_save(base: &Path) -> std::io::Result<Option<BootSave>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let bad = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{}: malformed", nul.display()),
-        )
-    };
+    let bad =
+        || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: malformed", nul.display()));
     let mut fields = data.split(|&b| b == 0);
-    let argc: usize = fields
-        .next()
-        .and_then(|f| std::str::from_utf8(f).ok()?.parse().ok())
-        .ok_or_else(bad)?;
+    let argc: usize =
+        fields.next().and_then(|f| std::str::from_utf8(f).ok()?.parse().ok()).ok_or_else(bad)?;
     let mut argv = Vec::with_capacity(argc);
     for _ in 0..argc {
         argv.push(OsString::from_vec(fields.next().ok_or_else(bad)?.to_vec()));
@@ -140,11 +130,7 @@ pub fn read_boot_save(base: &Path) -> std::io::Result<Option<BootSave>> {
         let (name, value) = text.split_once('=').ok_or_else(bad)?;
         rc_vars.push((name.to_owned(), value.to_owned()));
     }
-    Ok(Some(BootSave {
-        state: with_suffix(base, ".sh"),
-        argv,
-        rc_vars,
-    }))
+    Ok(Some(BootSave { state: with_suffix(base, ".sh"), argv, rc_vars }))
 }
 
 fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
@@ -170,23 +156,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("boot-0");
         assert_eq!(read_boot_save(&base).unwrap(), None);
-        std::fs::write(
-            with_suffix(&base, ".nul"),
-            b"2\0-F\0echo a b\0RC_VERBOSE=true\0RC_X=a=b\0",
-        )
-        .unwrap();
+        std::fs::write(with_suffix(&base, ".nul"), b"2\0-F\0echo a b\0RC_VERBOSE=true\0RC_X=a=b\0").unwrap();
         let save = read_boot_save(&base).unwrap().unwrap();
-        assert_eq!(
-            save.argv,
-            vec![OsString::from("-F"), OsString::from("echo a b")]
-        );
-        assert_eq!(
-            save.rc_vars,
-            vec![
-                ("RC_VERBOSE".into(), "true".into()),
-                ("RC_X".into(), "a=b".into())
-            ]
-        );
+        assert_eq!(save.argv, vec![OsString::from("-F"), OsString::from("echo a b")]);
+        assert_eq!(save.rc_vars, vec![("RC_VERBOSE".into(), "true".into()), ("RC_X".into(), "a=b".into())]);
         assert_eq!(save.state, dir.path().join("boot-0.sh"));
         std::fs::write(with_suffix(&base, ".nul"), b"3\0-F\0").unwrap();
         assert!(read_boot_save(&base).is_err());

@@ -1,9 +1,14 @@
 //! Configuration: where tasks come from (the work-dir scan) and the `RC_*` settings.
 //! Pure apart from reading directories and the first bytes of task files.
 
+mod directives;
 mod scan;
 mod settings;
 
+pub use directives::{
+    apply, header_directives, parse_header, parse_signal, read_directives, Directive, DirectiveError,
+    Restart, StartLimit, TaskSettings, KEYS as DIRECTIVE_KEYS,
+};
 pub use scan::{scan_work_dir, RunMode, TaskFile, TaskFiles};
 pub use settings::{parse_duration, Settings, WaitPolicy};
 
@@ -51,30 +56,19 @@ impl fmt::Display for Stage {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("work dir {}: {source}", path.display())]
-    WorkDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    WorkDir { path: PathBuf, source: std::io::Error },
     #[error("{}: cannot read task file: {source}", path.display())]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
     #[error("{}: not a regular file (a task file must be a file; directories are ignored)", path.display())]
     NotAFile { path: PathBuf },
     #[error("{}: empty task name (nothing after \"{stage}.\")", path.display())]
     EmptyName { path: PathBuf, stage: Stage },
     #[error("{}: {stage} task name \"{name}\" is already used by {}", second.display(), first.display())]
-    DuplicateName {
-        stage: Stage,
-        name: String,
-        first: PathBuf,
-        second: PathBuf,
-    },
+    DuplicateName { stage: Stage, name: String, first: PathBuf, second: PathBuf },
     #[error("{name}={value:?}: {problem}")]
-    BadVariable {
-        name: &'static str,
-        value: String,
-        problem: String,
-    },
+    BadVariable { name: &'static str, value: String, problem: String },
+    #[error("{}:{line}: {problem}", path.display())]
+    Directive { path: PathBuf, line: usize, problem: String },
+    #[error("{0}")]
+    Variable(String),
 }

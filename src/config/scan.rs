@@ -1,6 +1,7 @@
 //! The work-dir scan: which files are tasks, in which order, under which names, and whether each
 //! is a shell fragment (sourced by bash) or a program executed directly.
 
+use super::directives::{apply, read_directives, Directive, TaskSettings};
 use super::{ConfigError, Stage};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -27,6 +28,8 @@ pub struct TaskFile {
     /// The path to open (relative to trc's cwd when the work dir is relative).
     pub path: PathBuf,
     pub run: RunMode,
+    /// The `BEGIN TRC` header's directives (checked against the defaults at scan time).
+    pub directives: Vec<Directive>,
 }
 
 /// Every task file of the work dir, per stage, in run order.
@@ -59,8 +62,9 @@ impl TaskFiles {
 }
 
 /// Scans `work_dir`: per stage, `WORKDIR/trc.<stage>.*` then `WORKDIR/trc.d/<stage>.*`, each
-/// sorted by bytes. A missing `trc.d/` is fine; an unreadable work dir or task file is an error.
-pub fn scan_work_dir(work_dir: &Path) -> Result<TaskFiles, ConfigError> {
+/// sorted by bytes. A missing `trc.d/` is fine; an unreadable work dir or task file, or a bad
+/// directive (checked on top of `defaults`), is an error.
+pub fn scan_work_dir(work_dir: &Path, defaults: &TaskSettings) -> Result<TaskFiles, ConfigError> {
     let top = list_dir(work_dir, true)?;
     let sub_dir = work_dir.join("trc.d");
     let sub = list_dir(&sub_dir, false)?;
@@ -68,11 +72,10 @@ pub fn scan_work_dir(work_dir: &Path) -> Result<TaskFiles, ConfigError> {
     for stage in Stage::ALL {
         let top_prefix = format!("trc.{stage}.");
         let sub_prefix = format!("{stage}.");
-        let candidates =
-            matching(&top, &top_prefix, work_dir).chain(matching(&sub, &sub_prefix, &sub_dir));
+        let candidates = matching(&top, &top_prefix, work_dir).chain(matching(&sub, &sub_prefix, &sub_dir));
         let mut seen: HashMap<String, PathBuf> = HashMap::new();
         for (name, path) in candidates {
-            let Some(task) = inspect(stage, name, path)? else {
+            let Some(task) = inspect(stage, name, path, defaults)? else {
                 continue;
             };
             if let Some(first) = seen.get(&task.name) {
@@ -95,19 +98,11 @@ fn list_dir(dir: &Path, required: bool) -> Result<Vec<OsString>, ConfigError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(ConfigError::WorkDir {
-                path: dir.to_owned(),
-                source,
-            })
-        }
+        Err(source) => return Err(ConfigError::WorkDir { path: dir.to_owned(), source }),
     };
     let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| ConfigError::WorkDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| ConfigError::WorkDir { path: dir.to_owned(), source })?;
         names.push(entry.file_name());
     }
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -142,14 +137,17 @@ pub fn is_ignored_name(name: &[u8]) -> bool {
 }
 
 /// Looks at one candidate: `None` when it is ignored (by name, or a directory).
-fn inspect(stage: Stage, name: &OsStr, path: PathBuf) -> Result<Option<TaskFile>, ConfigError> {
+fn inspect(
+    stage: Stage,
+    name: &OsStr,
+    path: PathBuf,
+    defaults: &TaskSettings,
+) -> Result<Option<TaskFile>, ConfigError> {
     if is_ignored_name(name.as_bytes()) {
         return Ok(None);
     }
-    let meta = std::fs::metadata(&path).map_err(|source| ConfigError::Unreadable {
-        path: path.clone(),
-        source,
-    })?;
+    let meta =
+        std::fs::metadata(&path).map_err(|source| ConfigError::Unreadable { path: path.clone(), source })?;
     if meta.is_dir() {
         return Ok(None);
     }
@@ -162,22 +160,19 @@ fn inspect(stage: Stage, name: &OsStr, path: PathBuf) -> Result<Option<TaskFile>
     let mut head = [0u8; 512];
     let len = std::fs::File::open(&path)
         .and_then(|mut f| f.read(&mut head))
-        .map_err(|source| ConfigError::Unreadable {
-            path: path.clone(),
-            source,
-        })?;
+        .map_err(|source| ConfigError::Unreadable { path: path.clone(), source })?;
     let executable = meta.permissions().mode() & 0o111 != 0;
-    let run = if executable && is_foreign_shebang(&head[..len]) {
-        RunMode::Executable
-    } else {
-        RunMode::Fragment
+    let run =
+        if executable && is_foreign_shebang(&head[..len]) { RunMode::Executable } else { RunMode::Fragment };
+    let unreadable = |source| ConfigError::Unreadable { path: path.clone(), source };
+    let bad = |e: super::DirectiveError| ConfigError::Directive {
+        path: path.clone(),
+        line: e.line,
+        problem: e.problem,
     };
-    Ok(Some(TaskFile {
-        stage,
-        name: name.to_string_lossy().into_owned(),
-        path,
-        run,
-    }))
+    let directives = read_directives(&path).map_err(unreadable)?.map_err(bad)?;
+    apply(*defaults, &directives).map_err(bad)?;
+    Ok(Some(TaskFile { stage, name: name.to_string_lossy().into_owned(), path, run, directives }))
 }
 
 /// Whether `head` starts with a `#!` line naming an interpreter other than sh or bash
@@ -230,7 +225,7 @@ mod tests {
         }
         touch(&d.join("trc.sync.top"), "true\n", 0o644);
         touch(&d.join("trc.boot.b"), "true\n", 0o644);
-        let files = scan_work_dir(d).unwrap();
+        let files = scan_work_dir(d, &TaskSettings::default()).unwrap();
         assert_eq!(names(&files.sync), ["top", "1", "10", "2", "B", "_x", "a"]);
         assert_eq!(names(&files.boot), ["b"]);
         assert_eq!(files.sync[0].path, d.join("trc.sync.top"));
@@ -256,7 +251,7 @@ mod tests {
             touch(&t.join(n), "true\n", 0o644);
         }
         fs::create_dir_all(t.join("async.dir")).unwrap();
-        let files = scan_work_dir(dir.path()).unwrap();
+        let files = scan_work_dir(dir.path(), &TaskSettings::default()).unwrap();
         assert_eq!(names(&files.async_), ["ok", "rpmbuild"]);
     }
 
@@ -271,25 +266,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = dir.path().join("trc.d");
         touch(&t.join("async.py"), "#!/usr/bin/env python3\n", 0o755);
-        touch(
-            &t.join("async.py-noexec"),
-            "#!/usr/bin/env python3\n",
-            0o644,
-        );
+        touch(&t.join("async.py-noexec"), "#!/usr/bin/env python3\n", 0o644);
         touch(&t.join("async.sh"), "#!/bin/bash\necho\n", 0o755);
-        let files = scan_work_dir(dir.path()).unwrap();
-        let modes: Vec<_> = files
-            .async_
-            .iter()
-            .map(|f| (f.name.as_str(), f.run))
-            .collect();
+        let files = scan_work_dir(dir.path(), &TaskSettings::default()).unwrap();
+        let modes: Vec<_> = files.async_.iter().map(|f| (f.name.as_str(), f.run)).collect();
         assert_eq!(
             modes,
-            [
-                ("py", RunMode::Executable),
-                ("py-noexec", RunMode::Fragment),
-                ("sh", RunMode::Fragment)
-            ]
+            [("py", RunMode::Executable), ("py-noexec", RunMode::Fragment), ("sh", RunMode::Fragment)]
         );
     }
 
@@ -299,25 +282,28 @@ mod tests {
         let d = dir.path();
         touch(&d.join("trc.async.web"), "true\n", 0o644);
         touch(&d.join("trc.d/async.web"), "true\n", 0o644);
-        let err = scan_work_dir(d).unwrap_err().to_string();
-        assert!(
-            err.contains("trc.d/async.web: async task name \"web\" is already used by"),
-            "{err}"
-        );
+        let err = scan_work_dir(d, &TaskSettings::default()).unwrap_err().to_string();
+        assert!(err.contains("trc.d/async.web: async task name \"web\" is already used by"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/nonexistent", dir.path().join("trc.sync.gone")).unwrap();
-        let err = scan_work_dir(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("trc.sync.gone: cannot read task file"),
-            "{err}"
-        );
+        let err = scan_work_dir(dir.path(), &TaskSettings::default()).unwrap_err().to_string();
+        assert!(err.contains("trc.sync.gone: cannot read task file"), "{err}");
 
-        let err = scan_work_dir(&dir.path().join("missing"))
-            .unwrap_err()
-            .to_string();
+        let err =
+            scan_work_dir(&dir.path().join("missing"), &TaskSettings::default()).unwrap_err().to_string();
+        assert!(err.starts_with("work dir ") && err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn bad_directives_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "echo hi\n### BEGIN TRC\n# restart: always\n# restart-delay: later\n### END TRC\n";
+        touch(&dir.path().join("trc.d/async.web"), body, 0o644);
+        let err = scan_work_dir(dir.path(), &TaskSettings::default()).unwrap_err().to_string();
         assert!(
-            err.starts_with("work dir ") && err.contains("missing"),
+            err.ends_with("trc.d/async.web:4: \"later\" is not a duration")
+                || err.contains("trc.d/async.web:4: not a duration"),
             "{err}"
         );
     }
@@ -327,7 +313,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         touch(&dir.path().join("trc.d/boot.app"), "true\n", 0o644);
         touch(&dir.path().join("trc.d/async.app"), "true\n", 0o644);
-        let files = scan_work_dir(dir.path()).unwrap();
+        let files = scan_work_dir(dir.path(), &TaskSettings::default()).unwrap();
         assert_eq!(names(&files.boot), ["app"]);
         assert_eq!(names(&files.async_), ["app"]);
     }

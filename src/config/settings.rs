@@ -1,6 +1,7 @@
 //! The `RC_*` settings that apply to the whole group. Long options are turned into the same
 //! variables by the caller, so this is the one place that reads them.
 
+use super::directives::TaskSettings;
 use super::ConfigError;
 use std::time::Duration;
 
@@ -45,8 +46,8 @@ pub struct Settings {
     pub verbose_extra: bool,
     /// `RC_DEBUG=true`: shell tasks run with `set -x`.
     pub debug: bool,
-    /// `RC_STOP_TIMEOUT`: SIGTERM, then SIGKILL after this long.
-    pub stop_timeout: Duration,
+    /// The defaults of every task's directives (`RC_RESTART`, `RC_STOP_TIMEOUT`, ...).
+    pub task: TaskSettings,
 }
 
 impl Default for Settings {
@@ -56,7 +57,7 @@ impl Default for Settings {
             verbose: false,
             verbose_extra: false,
             debug: false,
-            stop_timeout: Duration::from_secs(5),
+            task: TaskSettings::default(),
         }
     }
 }
@@ -74,22 +75,14 @@ impl Settings {
             ..Settings::default()
         };
         if let Some(value) = lookup("RC_WAIT_POLICY").filter(|v| !v.is_empty()) {
-            settings.wait_policy =
-                WaitPolicy::parse(&value).ok_or_else(|| ConfigError::BadVariable {
-                    name: "RC_WAIT_POLICY",
-                    value: value.clone(),
-                    problem: "unknown wait policy (expected wait_any, wait_all, wait_err or wait_forever)"
-                        .to_owned(),
-                })?;
+            settings.wait_policy = WaitPolicy::parse(&value).ok_or_else(|| ConfigError::BadVariable {
+                name: "RC_WAIT_POLICY",
+                value: value.clone(),
+                problem: "unknown wait policy (expected wait_any, wait_all, wait_err or wait_forever)"
+                    .to_owned(),
+            })?;
         }
-        if let Some(value) = lookup("RC_STOP_TIMEOUT").filter(|v| !v.is_empty()) {
-            settings.stop_timeout =
-                parse_duration(&value).map_err(|problem| ConfigError::BadVariable {
-                    name: "RC_STOP_TIMEOUT",
-                    value: value.clone(),
-                    problem,
-                })?;
-        }
+        settings.task = TaskSettings::from_lookup(&lookup).map_err(ConfigError::Variable)?;
         Ok(settings)
     }
 }
@@ -99,11 +92,9 @@ impl Settings {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs)
-            .map_err(|_| "not a valid number of seconds".to_owned());
+        return Duration::try_from_secs_f64(secs).map_err(|_| "not a valid number of seconds".to_owned());
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("not a duration ({e}); write e.g. 5s, 500ms, 1m"))
+    humantime::parse_duration(text).map_err(|e| format!("not a duration ({e}); write e.g. 5s, 500ms, 1m"))
 }
 
 #[cfg(test)]
@@ -112,30 +103,20 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Settings::from_lookup(|name| map.get(name).cloned())
     }
 
     #[test]
     fn defaults_match_trivialrc() {
         assert_eq!(settings(&[]).unwrap(), Settings::default());
-        assert_eq!(
-            settings(&[("RC_WAIT_POLICY", "")]).unwrap().wait_policy,
-            WaitPolicy::Any
-        );
+        assert_eq!(settings(&[("RC_WAIT_POLICY", "")]).unwrap().wait_policy, WaitPolicy::Any);
     }
 
     #[test]
     fn flags_need_exactly_true() {
-        let s = settings(&[
-            ("RC_VERBOSE", "true"),
-            ("RC_DEBUG", "yes"),
-            ("RC_VERBOSE_EXTRA", "TRUE"),
-        ])
-        .unwrap();
+        let s =
+            settings(&[("RC_VERBOSE", "true"), ("RC_DEBUG", "yes"), ("RC_VERBOSE_EXTRA", "TRUE")]).unwrap();
         assert!(s.verbose);
         assert!(!s.debug);
         assert!(!s.verbose_extra);
@@ -143,33 +124,19 @@ mod tests {
 
     #[test]
     fn policies_and_timeouts_parse() {
-        let s = settings(&[
-            ("RC_WAIT_POLICY", "wait_forever"),
-            ("RC_STOP_TIMEOUT", "1m 30s"),
-        ])
-        .unwrap();
+        let s = settings(&[("RC_WAIT_POLICY", "wait_forever"), ("RC_STOP_TIMEOUT", "1m 30s")]).unwrap();
         assert_eq!(s.wait_policy, WaitPolicy::Forever);
-        assert_eq!(s.stop_timeout, Duration::from_secs(90));
+        assert_eq!(s.task.stop_timeout, Duration::from_secs(90));
         assert_eq!(parse_duration("0.5").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
     }
 
     #[test]
     fn bad_values_name_the_variable() {
-        let err = settings(&[("RC_WAIT_POLICY", "wait_some")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("RC_WAIT_POLICY=\"wait_some\": unknown wait policy"),
-            "{err}"
-        );
-        let err = settings(&[("RC_STOP_TIMEOUT", "soon")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("RC_STOP_TIMEOUT=\"soon\": not a duration"),
-            "{err}"
-        );
+        let err = settings(&[("RC_WAIT_POLICY", "wait_some")]).unwrap_err().to_string();
+        assert!(err.starts_with("RC_WAIT_POLICY=\"wait_some\": unknown wait policy"), "{err}");
+        let err = settings(&[("RC_STOP_TIMEOUT", "soon")]).unwrap_err().to_string();
+        assert!(err.starts_with("RC_STOP_TIMEOUT=\"soon\": not a duration"), "{err}");
         assert!(parse_duration("-1").is_err());
     }
 }

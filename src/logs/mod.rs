@@ -114,11 +114,7 @@ impl<S: Subscriber> Layer<S> for Console {
             fields.message.insert_str(0, " - ");
         }
         let ns = fields.ns.as_deref().unwrap_or("main");
-        let line = self.format_line(
-            ns,
-            fields.pid.unwrap_or(self.inner.main_pid),
-            &fields.message,
-        );
+        let line = self.format_line(ns, fields.pid.unwrap_or(self.inner.main_pid), &fields.message);
         // A closed stdout or stderr must never stop the supervisor: write errors are dropped.
         let _ = if level <= Level::WARN {
             std::io::stderr().lock().write_all(line.as_bytes())

@@ -8,12 +8,13 @@
 
 pub mod policy;
 pub mod reap;
+pub mod restart;
 pub mod signals;
 pub mod spawn;
 pub mod task;
 
 use crate::cli::CommandLine;
-use crate::config::{scan_work_dir, RunMode, Settings, Stage, TaskFiles};
+use crate::config::{apply, scan_work_dir, Directive, RunMode, Settings, Stage, TaskFiles};
 use crate::logs::Console;
 use crate::runtime_dir::RuntimeDir;
 use crate::shell::{read_boot_save, ShellKind, ShellTask};
@@ -21,12 +22,14 @@ use crate::{EXIT_CONFIG, EXIT_USAGE};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use policy::GroupPolicy;
+use restart::Decision;
 use signal_hook_tokio::Signals;
 use spawn::SpawnSpec;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::time::Duration;
 use task::{Source, Task, TaskId, TaskState};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -85,11 +88,9 @@ pub fn run(setup: Setup) -> i32 {
         Ok(settings) => settings,
         Err(e) => return config_error(&e, EXIT_CONFIG),
     };
-    setup
-        .console
-        .set_verbosity(settings.verbose, settings.verbose_extra);
+    setup.console.set_verbosity(settings.verbose, settings.verbose_extra);
     let (work_dir, work_dir_label) = work_dir(&setup.cli);
-    let files = match scan_work_dir(&work_dir) {
+    let files = match scan_work_dir(&work_dir, &settings.task) {
         Ok(files) => files,
         Err(e) => return config_error(&e, EXIT_CONFIG),
     };
@@ -103,10 +104,7 @@ pub fn run(setup: Setup) -> i32 {
         Ok(dir) => dir,
         Err(e) => return config_error(&e, EXIT_CONFIG),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             runtime_dir.remove();
@@ -124,24 +122,11 @@ pub fn run(setup: Setup) -> i32 {
             }
         };
         let mut env = vec![
-            (
-                OsString::from("RC_WORK_DIR"),
-                OsString::from(&work_dir_label),
-            ),
-            (
-                OsString::from("MAINPID"),
-                OsString::from(std::process::id().to_string()),
-            ),
-            (
-                OsString::from("SELF_NAME"),
-                OsString::from(&setup.self_name),
-            ),
+            (OsString::from("RC_WORK_DIR"), OsString::from(&work_dir_label)),
+            (OsString::from("MAINPID"), OsString::from(std::process::id().to_string())),
+            (OsString::from("SELF_NAME"), OsString::from(&setup.self_name)),
         ];
-        env.extend(
-            overrides
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-        );
+        env.extend(overrides.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
         let supervisor = Supervisor {
             console: setup.console,
             cli: setup.cli,
@@ -170,10 +155,7 @@ fn config_error(e: &dyn std::fmt::Display, status: i32) -> i32 {
 /// The work dir to scan and the text shown for it (`RC_WORK_DIR`, log lines):
 /// `-w DIR`, else `$RC_WORK_DIR`, else the current directory (as `$PWD` names it).
 fn work_dir(cli: &CommandLine) -> (PathBuf, String) {
-    let given = cli
-        .workdir
-        .clone()
-        .or_else(|| std::env::var_os("RC_WORK_DIR").filter(|v| !v.is_empty()));
+    let given = cli.workdir.clone().or_else(|| std::env::var_os("RC_WORK_DIR").filter(|v| !v.is_empty()));
     if let Some(dir) = given {
         let label = dir.to_string_lossy().into_owned();
         return (PathBuf::from(dir), label);
@@ -186,9 +168,7 @@ fn work_dir(cli: &CommandLine) -> (PathBuf, String) {
             _ => false,
         }
     };
-    let shown = std::env::var_os("PWD")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute() && same_as_cwd(p));
+    let shown = std::env::var_os("PWD").map(PathBuf::from).filter(|p| p.is_absolute() && same_as_cwd(p));
     let label = shown.unwrap_or_else(|| cwd.clone()).display().to_string();
     (cwd, label)
 }
@@ -251,23 +231,13 @@ impl Supervisor {
     /// of the run sees; a boot file may also rewrite the command line.
     async fn boot(&mut self) -> Boot {
         debug!("Looking for `boot` scripts and commands...");
-        let files: Vec<_> = self.files.boot.clone();
-        for file in files {
-            let id = self.add_task(
-                file.name,
-                Stage::Boot,
-                Source::File {
-                    path: file.path,
-                    run: file.run,
-                },
-            );
+        for id in self.add_file_tasks(Stage::Boot) {
             if let Err(status) = self.run_boot_task(id, true).await {
                 return Boot::Ended(status);
             }
         }
-        let commands = self.cli.boot.clone();
-        for (i, cmd) in commands.into_iter().enumerate() {
-            let id = self.add_task(format!("boot-{}", i + 1), Stage::Boot, Source::Command(cmd));
+        // The -B commands of the command line as the boot files left it.
+        for id in self.add_cli_tasks(Stage::Boot) {
             if let Err(status) = self.run_boot_task(id, false).await {
                 return Boot::Ended(status);
             }
@@ -304,10 +274,7 @@ impl Supervisor {
             // the group, with status 0 (halt does not run: boot did not complete).
             Ok(None) => return Err(0),
             Err(e) => {
-                error!(
-                    "cannot read what boot task {} saved: {e}",
-                    self.tasks[id].label
-                );
+                error!("cannot read what boot task {} saved: {e}", self.tasks[id].label);
                 return Err(EXIT_CONFIG);
             }
         };
@@ -327,12 +294,9 @@ impl Supervisor {
             }
         }
         let vars = save.rc_vars;
-        match Settings::from_lookup(|name| {
-            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        }) {
+        match Settings::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())) {
             Ok(settings) => {
-                self.console
-                    .set_verbosity(settings.verbose, settings.verbose_extra);
+                self.console.set_verbosity(settings.verbose, settings.verbose_extra);
                 self.settings = settings;
             }
             Err(e) => {
@@ -348,50 +312,11 @@ impl Supervisor {
     async fn run_group(&mut self) -> i32 {
         debug!("Looking for `halt` commands...");
         debug!("Looking for `async` scripts and commands...");
-        let mut asyncs = Vec::new();
-        for file in self.files.async_.clone() {
-            asyncs.push(self.add_task(
-                file.name,
-                Stage::Async,
-                Source::File {
-                    path: file.path,
-                    run: file.run,
-                },
-            ));
-        }
-        for (i, cmd) in self.cli.async_.clone().into_iter().enumerate() {
-            asyncs.push(self.add_task(
-                format!("async-{}", i + 1),
-                Stage::Async,
-                Source::Command(cmd),
-            ));
-        }
+        let mut asyncs = self.add_file_tasks(Stage::Async);
+        asyncs.extend(self.add_cli_tasks(Stage::Async));
         debug!("Looking for `sync` scripts and commands...");
-        let mut syncs = VecDeque::new();
-        for file in self.files.sync.clone() {
-            syncs.push_back(self.add_task(
-                file.name,
-                Stage::Sync,
-                Source::File {
-                    path: file.path,
-                    run: file.run,
-                },
-            ));
-        }
-        for (i, cmd) in self.cli.sync.clone().into_iter().enumerate() {
-            syncs.push_back(self.add_task(
-                format!("sync-{}", i + 1),
-                Stage::Sync,
-                Source::Command(cmd),
-            ));
-        }
-        if !self.cli.command.is_empty() {
-            syncs.push_back(self.add_task(
-                "cmd".to_owned(),
-                Stage::Sync,
-                Source::Argv(self.cli.command.clone()),
-            ));
-        }
+        let mut syncs: VecDeque<TaskId> = self.add_file_tasks(Stage::Sync).into();
+        syncs.extend(self.add_cli_tasks(Stage::Sync));
 
         let mut policy = GroupPolicy::new(self.settings.wait_policy);
         if asyncs.is_empty() && syncs.is_empty() {
@@ -404,17 +329,30 @@ impl Supervisor {
         }
         self.start_next_sync(&mut syncs);
         loop {
-            match self.next_event(None).await {
+            let next_restart = self
+                .tasks
+                .iter()
+                .filter_map(|t| match t.state {
+                    TaskState::Waiting { until, .. } => Some(until),
+                    _ => None,
+                })
+                .min();
+            match self.next_event(next_restart).await {
                 Event::Signal(sig) => {
                     debug!("sig-trap (exitcode={})", policy::signal_status(sig));
                     return policy::signal_status(sig);
                 }
                 Event::Exited { task, status } => {
                     self.finished(task, status);
+                    if self.restart_if_due(task, status) {
+                        continue;
+                    }
+                    // Finished for good: the wait policy decides.
                     let all_done = syncs.is_empty()
-                        && !self.tasks.iter().any(|t| {
-                            matches!(t.stage, Stage::Async | Stage::Sync) && t.is_active()
-                        });
+                        && !self
+                            .tasks
+                            .iter()
+                            .any(|t| matches!(t.stage, Stage::Async | Stage::Sync) && t.is_alive());
                     if let Some(status) = policy.task_finished(status, all_done) {
                         return status;
                     }
@@ -422,7 +360,59 @@ impl Supervisor {
                         self.start_next_sync(&mut syncs);
                     }
                 }
-                Event::Reaped | Event::Deadline => {}
+                Event::Deadline => {
+                    let now = Instant::now();
+                    for id in 0..self.tasks.len() {
+                        if matches!(self.tasks[id].state, TaskState::Waiting { until, .. } if until <= now) {
+                            self.start(id, None);
+                        }
+                    }
+                }
+                Event::Reaped => {}
+            }
+        }
+    }
+
+    /// Applies the restart policy to an async or sync task that just exited: starts it again
+    /// now (no delay) or schedules it (`Waiting`), and returns true; or returns false when it
+    /// has finished for good (including giving up, which is logged as an error).
+    fn restart_if_due(&mut self, id: TaskId, status: i32) -> bool {
+        let now = Instant::now();
+        let task = &mut self.tasks[id];
+        if !matches!(task.stage, Stage::Async | Stage::Sync) {
+            return false;
+        }
+        let ran_for = task.started_at.map_or(Duration::ZERO, |t| now.duration_since(t));
+        let decision = task.restart.decide(&task.settings, status, task.stop_requested, ran_for, now);
+        let (ns, pid) = (task.stage.ns(), task.pgid.map_or(0, Pid::as_raw));
+        match decision {
+            Decision::Done => false,
+            Decision::GiveUp { starts, window } => {
+                error!(
+                    ns,
+                    pid,
+                    "{}: giving up after {starts} starts in {} (last exitcode={status}): {}",
+                    task.name,
+                    humantime::format_duration(window),
+                    task.label
+                );
+                false
+            }
+            Decision::Restart { delay, count } => {
+                info!(
+                    ns,
+                    pid,
+                    "Restarting in the {} in {} (restart {count}): {}",
+                    task.ns_long(),
+                    humantime::format_duration(delay),
+                    task.label
+                );
+                if delay.is_zero() {
+                    self.start(id, None);
+                } else {
+                    task.state = TaskState::Waiting { until: now + delay, status };
+                }
+                true
             }
         }
     }
@@ -444,17 +434,20 @@ impl Supervisor {
         // Groups whose leader already exited may still have members: they are stopped too.
         let mut lingering: Vec<Lingering> = Vec::new();
         for id in 0..self.tasks.len() {
+            let task = &mut self.tasks[id];
+            if let TaskState::Waiting { status, .. } = task.state {
+                // A restart during teardown never happens.
+                debug!("cancelling the restart of {}", task.label);
+                task.state = TaskState::Finished { status };
+            }
             if let Some(pid) = self.tasks[id].pid() {
                 info!("terminating the child process <pid={pid}>");
                 self.stop(id);
             } else if let Some(pgid) = self.tasks[id].pgid.filter(|&g| reap::group_alive(g)) {
-                reap::signal_group(pgid, Signal::SIGTERM);
-                let deadline = Instant::now() + self.settings.stop_timeout;
-                lingering.push(Lingering {
-                    pgid,
-                    deadline,
-                    killed: false,
-                });
+                let settings = self.tasks[id].settings;
+                reap::signal_group(pgid, settings.stop_signal);
+                let deadline = Instant::now() + settings.stop_timeout;
+                lingering.push(Lingering { pgid, deadline, killed: false });
             }
         }
         loop {
@@ -466,11 +459,7 @@ impl Supervisor {
                 .tasks
                 .iter()
                 .filter_map(|t| match t.state {
-                    TaskState::Stopping {
-                        deadline,
-                        killed: false,
-                        ..
-                    } => Some(deadline),
+                    TaskState::Stopping { deadline, killed: false, .. } => Some(deadline),
                     _ => None,
                 })
                 .chain(lingering.iter().map(|l| l.deadline))
@@ -479,23 +468,16 @@ impl Supervisor {
                 Event::Exited { task, status } => {
                     let deadline = match self.tasks[task].state {
                         TaskState::Stopping { deadline, .. } => deadline,
-                        _ => Instant::now() + self.settings.stop_timeout,
+                        _ => Instant::now() + self.tasks[task].settings.stop_timeout,
                     };
                     self.finished(task, status);
                     if let Some(pgid) = self.tasks[task].pgid.filter(|&g| reap::group_alive(g)) {
-                        lingering.push(Lingering {
-                            pgid,
-                            deadline,
-                            killed: false,
-                        });
+                        lingering.push(Lingering { pgid, deadline, killed: false });
                     }
                 }
                 Event::Deadline => self.kill_overdue(Some(Instant::now()), &mut lingering),
                 Event::Signal(sig) => {
-                    warn!(
-                        "got SIG{} while stopping: killing what is left now",
-                        signals::name(sig)
-                    );
+                    warn!("got SIG{} while stopping: killing what is left now", signals::name(sig));
                     self.kill_overdue(None, &mut lingering);
                 }
                 Event::Reaped => {}
@@ -504,20 +486,17 @@ impl Supervisor {
         self.sweep_adopted().await;
     }
 
-    /// Asks a running task to stop: SIGTERM to its process group now, SIGKILL when its
+    /// Asks a running task to stop: its stop signal to its process group now, SIGKILL when its
     /// stop-timeout has passed (`kill_overdue`). Returns whether the task was running.
     fn stop(&mut self, id: TaskId) -> bool {
-        let deadline = Instant::now() + self.settings.stop_timeout;
         let task = &mut self.tasks[id];
+        let deadline = Instant::now() + task.settings.stop_timeout;
         let TaskState::Running { pid } = task.state else {
             return false;
         };
-        reap::signal_group(pid, Signal::SIGTERM);
-        task.state = TaskState::Stopping {
-            pid,
-            deadline,
-            killed: false,
-        };
+        task.stop_requested = true;
+        reap::signal_group(pid, task.settings.stop_signal);
+        task.state = TaskState::Stopping { pid, deadline, killed: false };
         true
     }
 
@@ -526,20 +505,11 @@ impl Supervisor {
     fn kill_overdue(&mut self, now: Option<Instant>, lingering: &mut [Lingering]) {
         let due = |deadline: Instant| now.is_none_or(|now| deadline <= now);
         for task in &mut self.tasks {
-            if let TaskState::Stopping {
-                pid,
-                deadline,
-                killed: false,
-            } = task.state
-            {
+            if let TaskState::Stopping { pid, deadline, killed: false } = task.state {
                 if due(deadline) {
                     debug!("killing the process group of {} <pid={pid}>", task.label);
                     reap::signal_group(pid, Signal::SIGKILL);
-                    task.state = TaskState::Stopping {
-                        pid,
-                        deadline,
-                        killed: true,
-                    };
+                    task.state = TaskState::Stopping { pid, deadline, killed: true };
                 }
             }
         }
@@ -554,7 +524,7 @@ impl Supervisor {
     /// SIGTERM, then SIGKILL after the stop-timeout; repeated until none is left, since each
     /// one that dies may hand its own children over to trc.
     async fn sweep_adopted(&mut self) {
-        let deadline = Instant::now() + self.settings.stop_timeout;
+        let deadline = Instant::now() + self.settings.task.stop_timeout;
         let mut signalled: HashSet<Pid> = HashSet::new();
         let mut killed = false;
         let mut announced = false;
@@ -567,21 +537,14 @@ impl Supervisor {
                 debug!("removing all unexpected sub-processes");
                 announced = true;
             }
-            let sig = if killed {
-                Signal::SIGKILL
-            } else {
-                Signal::SIGTERM
-            };
+            let sig = if killed { Signal::SIGKILL } else { Signal::SIGTERM };
             for pid in children {
                 if signalled.insert(pid) {
                     debug!("terminating the adopted process <pid={pid}>");
                     let _ = nix::sys::signal::kill(pid, sig);
                 }
             }
-            match self
-                .next_event(if killed { None } else { Some(deadline) })
-                .await
-            {
+            match self.next_event(if killed { None } else { Some(deadline) }).await {
                 Event::Deadline | Event::Signal(_) => {
                     killed = true;
                     for pid in reap::children() {
@@ -598,24 +561,9 @@ impl Supervisor {
     /// the last halt task's status if any ran, else the group's.
     async fn halt(&mut self, group: i32) -> i32 {
         debug!("Looking for `halt` scripts...");
-        let mut halts = Vec::new();
-        for file in self.files.halt.clone() {
-            halts.push(self.add_task(
-                file.name,
-                Stage::Halt,
-                Source::File {
-                    path: file.path,
-                    run: file.run,
-                },
-            ));
-        }
-        for (i, cmd) in self.cli.halt.clone().into_iter().enumerate() {
-            halts.push(self.add_task(format!("halt-{}", i + 1), Stage::Halt, Source::Command(cmd)));
-        }
-        self.env.push((
-            OsString::from("TRC_EXIT_STATUS"),
-            OsString::from(group.to_string()),
-        ));
+        let mut halts = self.add_file_tasks(Stage::Halt);
+        halts.extend(self.add_cli_tasks(Stage::Halt));
+        self.env.push((OsString::from("TRC_EXIT_STATUS"), OsString::from(group.to_string())));
         let mut last = None;
         for id in halts {
             self.start(id, None);
@@ -647,8 +595,45 @@ impl Supervisor {
 
     // ----- one task ---------------------------------------------------------------------
 
-    fn add_task(&mut self, name: String, stage: Stage, source: Source) -> TaskId {
-        self.tasks.push(Task::new(name, stage, source));
+    /// Adds the file tasks of `stage` to the table, in run order.
+    fn add_file_tasks(&mut self, stage: Stage) -> Vec<TaskId> {
+        let files = self.files.stage(stage).to_vec();
+        files
+            .into_iter()
+            .map(|f| self.add_task(f.name, stage, Source::File { path: f.path, run: f.run }, &f.directives))
+            .collect()
+    }
+
+    /// Adds the command-line tasks of `stage` (`-B`, `-D`, `-F` and the trailing command,
+    /// `-H`) to the table, named `boot-N`, `async-N`, `sync-N`, `halt-N` and `cmd`.
+    fn add_cli_tasks(&mut self, stage: Stage) -> Vec<TaskId> {
+        let commands = match stage {
+            Stage::Boot => self.cli.boot.clone(),
+            Stage::Async => self.cli.async_.clone(),
+            Stage::Sync => self.cli.sync.clone(),
+            Stage::Halt => self.cli.halt.clone(),
+        };
+        let mut ids: Vec<TaskId> = commands
+            .into_iter()
+            .enumerate()
+            .map(|(i, cmd)| self.add_task(format!("{stage}-{}", i + 1), stage, Source::Command(cmd), &[]))
+            .collect();
+        if stage == Stage::Sync && !self.cli.command.is_empty() {
+            ids.push(self.add_task("cmd".to_owned(), stage, Source::Argv(self.cli.command.clone()), &[]));
+        }
+        ids
+    }
+
+    /// Adds a task to the table; its settings are the group's defaults as they are now (after
+    /// boot) with the file's directives on top.
+    fn add_task(&mut self, name: String, stage: Stage, source: Source, directives: &[Directive]) -> TaskId {
+        let settings = apply(self.settings.task, directives).unwrap_or_else(|e| {
+            if let Source::File { path, .. } = &source {
+                error!("{}:{}: {} (using the defaults)", path.display(), e.line, e.problem);
+            }
+            self.settings.task
+        });
+        self.tasks.push(Task::new(name, stage, source, settings));
         self.tasks.len() - 1
     }
 
@@ -660,11 +645,7 @@ impl Supervisor {
         let forked = match spawn::spawn(&spec) {
             Ok(forked) => forked,
             Err(e) => {
-                let status = if e.kind() == std::io::ErrorKind::NotFound {
-                    127
-                } else {
-                    126
-                };
+                let status = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
                 error!(ns = task.stage.ns(), "cannot start {}: {e}", task.label);
                 self.pending.push_back(Event::Exited { task: id, status });
                 return;
@@ -672,8 +653,12 @@ impl Supervisor {
         };
         let pid = forked.pid;
         let task = &mut self.tasks[id];
+        let now = Instant::now();
         task.state = TaskState::Running { pid };
         task.pgid = Some(pid);
+        task.started_at = Some(now);
+        task.stop_requested = false;
+        task.restart.started(now);
         self.by_pid.insert(pid, id);
         let (ns, long, label) = (task.stage.ns(), task.ns_long(), &task.label);
         match task.stage {
@@ -681,16 +666,8 @@ impl Supervisor {
                 info!(ns, pid = pid.as_raw(), "Launching in the {long}: {label}")
             }
             Stage::Halt => {
-                let what = if matches!(task.source, Source::File { .. }) {
-                    "script"
-                } else {
-                    "command"
-                };
-                info!(
-                    ns,
-                    pid = pid.as_raw(),
-                    "Running the shutdown {what}: {label}"
-                )
+                let what = if matches!(task.source, Source::File { .. }) { "script" } else { "command" };
+                info!(ns, pid = pid.as_raw(), "Running the shutdown {what}: {label}")
             }
             Stage::Boot => {}
         }
@@ -723,37 +700,21 @@ impl Supervisor {
             .spec()
         };
         let mut spec = match &task.source {
-            Source::File {
-                path,
-                run: RunMode::Fragment,
-            } => shell(ShellKind::File, path.as_os_str(), &task_argv),
-            Source::File {
-                path,
-                run: RunMode::Executable,
-            } if self.boot_state.is_some() => shell(ShellKind::Exec, path.as_os_str(), &[]),
-            Source::File {
-                path,
-                run: RunMode::Executable,
-            } => {
+            Source::File { path, run: RunMode::Fragment } => {
+                shell(ShellKind::File, path.as_os_str(), &task_argv)
+            }
+            Source::File { path, run: RunMode::Executable } if self.boot_state.is_some() => {
+                shell(ShellKind::Exec, path.as_os_str(), &[])
+            }
+            Source::File { path, run: RunMode::Executable } => {
                 // A relative work dir gives a relative path: exec needs a slash to take it as one.
-                let path = if path.is_absolute() {
-                    path.clone()
-                } else {
-                    Path::new(".").join(path)
-                };
-                SpawnSpec {
-                    program: path.into_os_string(),
-                    ..SpawnSpec::default()
-                }
+                let path = if path.is_absolute() { path.clone() } else { Path::new(".").join(path) };
+                SpawnSpec { program: path.into_os_string(), ..SpawnSpec::default() }
             }
             Source::Command(cmd) => shell(ShellKind::Command, cmd, &task_argv),
             Source::Argv(argv) => {
                 let mut spec = if self.boot_state.is_none() && is_program(&argv[0]) {
-                    SpawnSpec {
-                        program: argv[0].clone(),
-                        args: argv[1..].to_vec(),
-                        ..SpawnSpec::default()
-                    }
+                    SpawnSpec { program: argv[0].clone(), args: argv[1..].to_vec(), ..SpawnSpec::default() }
                 } else {
                     shell(ShellKind::Argv, OsStr::new(""), argv)
                 };
@@ -762,10 +723,7 @@ impl Supervisor {
             }
         };
         let mut env = self.env.clone();
-        env.push((
-            "RC_WAIT_POLICY".into(),
-            self.settings.wait_policy.as_str().into(),
-        ));
+        env.push(("RC_WAIT_POLICY".into(), self.settings.wait_policy.as_str().into()));
         env.push(("TRC_TASK".into(), task.name.clone().into()));
         env.push(("TRC_STAGE".into(), task.stage.as_str().into()));
         env.append(&mut spec.env);
@@ -792,15 +750,8 @@ impl Supervisor {
                 task.label
             ),
             Stage::Halt => {
-                let what = if matches!(task.source, Source::File { .. }) {
-                    "script"
-                } else {
-                    "command"
-                };
-                info!(
-                    "Exiting from the shutdown {what} (exitcode={status}): {}",
-                    task.label
-                )
+                let what = if matches!(task.source, Source::File { .. }) { "script" } else { "command" };
+                info!("Exiting from the shutdown {what} (exitcode={status}): {}", task.label)
             }
             Stage::Boot => debug!("boot task {} exited (exitcode={status})", task.label),
         }
@@ -819,9 +770,8 @@ impl Supervisor {
                 return event;
             }
             let signals = &mut self.signals;
-            let next_signal = std::future::poll_fn(|cx| {
-                futures_core::Stream::poll_next(Pin::new(&mut *signals), cx)
-            });
+            let next_signal =
+                std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *signals), cx));
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,

@@ -37,10 +37,7 @@ pub struct GroupPolicy {
 
 impl GroupPolicy {
     pub fn new(policy: WaitPolicy) -> GroupPolicy {
-        GroupPolicy {
-            policy,
-            first_failure: None,
-        }
+        GroupPolicy { policy, first_failure: None }
     }
 
     /// A task finished for good with `status`; `all_done` tells whether it was the last one
@@ -88,32 +85,20 @@ mod tests {
 
     #[test]
     fn wait_any_ends_with_the_first_task_and_its_own_status() {
-        assert_eq!(
-            run(WaitPolicy::Any, &[(11, false), (22, true)]),
-            Some((0, 11))
-        );
+        assert_eq!(run(WaitPolicy::Any, &[(11, false), (22, true)]), Some((0, 11)));
         assert_eq!(run(WaitPolicy::Any, &[(0, false)]), Some((0, 0)));
     }
 
     #[test]
     fn wait_all_waits_for_all_and_reports_the_first_failure() {
-        assert_eq!(
-            run(
-                WaitPolicy::All,
-                &[(0, false), (4, false), (5, false), (2, true)]
-            ),
-            Some((3, 4))
-        );
+        assert_eq!(run(WaitPolicy::All, &[(0, false), (4, false), (5, false), (2, true)]), Some((3, 4)));
         assert_eq!(run(WaitPolicy::All, &[(0, false), (0, true)]), Some((1, 0)));
         assert_eq!(run(WaitPolicy::All, &[(0, false)]), None);
     }
 
     #[test]
     fn wait_err_stops_at_the_first_failure() {
-        assert_eq!(
-            run(WaitPolicy::Err, &[(0, false), (4, false), (5, true)]),
-            Some((1, 4))
-        );
+        assert_eq!(run(WaitPolicy::Err, &[(0, false), (4, false), (5, true)]), Some((1, 4)));
         assert_eq!(run(WaitPolicy::Err, &[(0, false), (0, true)]), Some((1, 0)));
     }
 

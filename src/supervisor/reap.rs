@@ -22,9 +22,7 @@ pub fn reap_exited() -> Vec<(Pid, i32)> {
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => reaped.push((pid, exit_code(Some(code), None))),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                reaped.push((pid, exit_code(None, Some(sig as i32))))
-            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) => reaped.push((pid, exit_code(None, Some(sig as i32)))),
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,
@@ -52,11 +50,7 @@ pub fn children() -> Vec<Pid> {
     };
     let mut kids = Vec::new();
     for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {

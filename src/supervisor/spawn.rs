@@ -49,11 +49,7 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Forked> {
     let envp = environment(&spec.env)?;
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
-    let devnull = if spec.stdin_null {
-        Some(OwnedFd::from(std::fs::File::open("/dev/null")?))
-    } else {
-        None
-    };
+    let devnull = if spec.stdin_null { Some(OwnedFd::from(std::fs::File::open("/dev/null")?)) } else { None };
     let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let foreground = spec.foreground;
@@ -78,11 +74,7 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Forked> {
             // Also here, so the group exists whichever process runs first.
             let _ = nix::unistd::setpgid(child, child);
             drop((go_read, err_write, devnull));
-            Ok(Forked {
-                pid: child,
-                go: go_write,
-                errors: err_read,
-            })
+            Ok(Forked { pid: child, go: go_write, errors: err_read })
         }
     }
 }
@@ -159,13 +151,7 @@ unsafe fn child(
         }
         // Only fds 0-2 survive exec: mark every other one close-on-exec.
         let flags = libc::CLOSE_RANGE_CLOEXEC as libc::c_long;
-        if libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_long,
-            libc::c_long::from(u32::MAX),
-            flags,
-        ) != 0
-        {
+        if libc::syscall(libc::SYS_close_range, 3 as libc::c_long, libc::c_long::from(u32::MAX), flags) != 0 {
             let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(1024, 65536) as libc::c_int;
             for fd in 3..max {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
@@ -186,10 +172,7 @@ fn resolve(program: &OsStr) -> io::Result<PathBuf> {
         return Ok(PathBuf::from(program));
     }
     find_in_path(program).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{}: command not found", program.to_string_lossy()),
-        )
+        io::Error::new(io::ErrorKind::NotFound, format!("{}: command not found", program.to_string_lossy()))
     })
 }
 
@@ -198,11 +181,8 @@ pub fn find_in_path(name: &OsStr) -> Option<PathBuf> {
     if name.is_empty() {
         return None;
     }
-    let path =
-        std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable_file(p))
+    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable_file(p))
 }
 
 pub fn is_executable_file(path: &Path) -> bool {
@@ -233,16 +213,9 @@ fn cstring(s: &OsStr) -> io::Result<CString> {
 }
 
 fn nul_error(s: &OsStr) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{:?} contains a NUL byte", s),
-    )
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{:?} contains a NUL byte", s))
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
-    strings
-        .iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
+    strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
 }

@@ -2,12 +2,16 @@
 //!
 //! ```text
 //! Pending --start--> Running --exit--> Finished(status)
-//!                       |                  ^
-//!                       +--stop--> Stopping +  (SIGTERM sent; SIGKILL at the deadline)
+//!                     ^  |  |              ^
+//!                     |  |  +--stop--> Stopping --exit--+  (stop signal sent; SIGKILL at the deadline)
+//!                     |  +--exit, restart due--> Waiting(until) --teardown--> Finished
+//!                     +-----------delay over-------+
 //! ```
-//! A task that cannot be started goes straight to Finished (126, or 127 when not found).
+//! A task that cannot be started goes straight to Finished (126, or 127 when not found) and is
+//! then subject to its restart policy like any other exit.
 
-use crate::config::{RunMode, Stage};
+use super::restart::RestartState;
+use crate::config::{RunMode, Stage, TaskSettings};
 use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -38,6 +42,11 @@ pub enum TaskState {
         deadline: Instant,
         killed: bool,
     },
+    /// Exited with `status`; starts again at `until`.
+    Waiting {
+        until: Instant,
+        status: i32,
+    },
     Finished {
         status: i32,
     },
@@ -53,18 +62,21 @@ pub struct Task {
     pub state: TaskState,
     /// The task's process group, kept after its leader exits: members may outlive it.
     pub pgid: Option<Pid>,
+    /// How it is supervised (its directives on top of the group's defaults).
+    pub settings: TaskSettings,
+    pub restart: RestartState,
+    /// When the current (or last) run started.
+    pub started_at: Option<Instant>,
+    /// trc sent the stop signal: the exit that follows is not a failure to restart from.
+    pub stop_requested: bool,
 }
 
 impl Task {
-    pub fn new(name: String, stage: Stage, source: Source) -> Task {
+    pub fn new(name: String, stage: Stage, source: Source, settings: TaskSettings) -> Task {
         let label = match &source {
             Source::File { path, .. } => path.display().to_string(),
             Source::Command(cmd) => cmd.to_string_lossy().into_owned(),
-            Source::Argv(argv) => argv
-                .iter()
-                .map(|a| a.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" "),
+            Source::Argv(argv) => argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
         };
         Task {
             name,
@@ -73,6 +85,10 @@ impl Task {
             label,
             state: TaskState::Pending,
             pgid: None,
+            settings,
+            restart: RestartState::default(),
+            started_at: None,
+            stop_requested: false,
         }
     }
 
@@ -89,6 +105,11 @@ impl Task {
 
     pub fn is_finished(&self) -> bool {
         matches!(self.state, TaskState::Finished { .. })
+    }
+
+    /// Running, stopping, or waiting to be started again: not finished for good.
+    pub fn is_alive(&self) -> bool {
+        self.is_active() || matches!(self.state, TaskState::Waiting { .. })
     }
 
     /// TrivialRC's long name of the stage, as in "Launching in the background".

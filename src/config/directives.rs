@@ -1,0 +1,368 @@
+//! Per-task directives: a header block in the task file, in the style of LSB init headers,
+//! written in the file's own comment syntax (`#`, `//`, `--`, `;`, ...):
+//!
+//! ```text
+//! ### BEGIN TRC
+//! # restart: on-failure        # never (default) | on-failure | always
+//! # restart-delay: 1s          # first delay; doubles on each restart up to restart-max-delay
+//! # restart-max-delay: 30s     # the doubling resets once the task has stayed up this long
+//! # start-limit: 5 in 60s      # more starts than this in the window: give up
+//! # stop-timeout: 5s           # SIGTERM (or stop-signal), then SIGKILL after this
+//! # stop-signal: TERM
+//! # log-prefix: yes            # no: pass output through untouched
+//! ### END TRC
+//! ```
+//!
+//! Every key has a group-wide default from an `RC_*` variable (and long option), so tasks
+//! given on the command line can be supervised too.
+
+use super::settings::parse_duration;
+use nix::sys::signal::Signal;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// When a task that has exited is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Restart {
+    #[default]
+    Never,
+    /// After a non-zero status, or death by a signal other than the stop signal trc sent.
+    OnFailure,
+    /// After any exit that trc did not ask for.
+    Always,
+}
+
+impl FromStr for Restart {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Restart, String> {
+        match s {
+            "never" | "no" => Ok(Restart::Never),
+            "on-failure" => Ok(Restart::OnFailure),
+            "always" => Ok(Restart::Always),
+            _ => Err(format!("unknown restart policy \"{s}\" (expected never, on-failure or always)")),
+        }
+    }
+}
+
+/// At most `starts` starts within `window`; one more and the task gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartLimit {
+    pub starts: u32,
+    pub window: Duration,
+}
+
+impl FromStr for StartLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<StartLimit, String> {
+        let bad = || format!("\"{s}\" is not a start limit (write e.g. \"5 in 60s\", or \"none\")");
+        let (count, window) = s.split_once(" in ").ok_or_else(bad)?;
+        let starts: u32 = count.trim().parse().map_err(|_| bad())?;
+        if starts == 0 {
+            return Err(format!("\"{s}\": a start limit needs at least 1 start"));
+        }
+        let window = parse_duration(window).map_err(|e| format!("\"{s}\": {e}"))?;
+        Ok(StartLimit { starts, window })
+    }
+}
+
+/// How one task is supervised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskSettings {
+    pub restart: Restart,
+    pub restart_delay: Duration,
+    pub restart_max_delay: Duration,
+    /// `None`: no limit.
+    pub start_limit: Option<StartLimit>,
+    pub stop_timeout: Duration,
+    pub stop_signal: Signal,
+    pub log_prefix: bool,
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        TaskSettings {
+            restart: Restart::Never,
+            restart_delay: Duration::from_secs(1),
+            restart_max_delay: Duration::from_secs(30),
+            start_limit: Some(StartLimit { starts: 5, window: Duration::from_secs(60) }),
+            stop_timeout: Duration::from_secs(5),
+            stop_signal: Signal::SIGTERM,
+            log_prefix: true,
+        }
+    }
+}
+
+/// The directive keys, with the `RC_*` variable that gives each its group-wide default.
+pub const KEYS: [(&str, &str); 7] = [
+    ("restart", "RC_RESTART"),
+    ("restart-delay", "RC_RESTART_DELAY"),
+    ("restart-max-delay", "RC_RESTART_MAX_DELAY"),
+    ("start-limit", "RC_START_LIMIT"),
+    ("stop-timeout", "RC_STOP_TIMEOUT"),
+    ("stop-signal", "RC_STOP_SIGNAL"),
+    ("log-prefix", "RC_LOG_PREFIX"),
+];
+
+impl TaskSettings {
+    /// Sets `key` to `value`; the error says what is wrong with the value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let value = value.trim();
+        match key {
+            "restart" => self.restart = value.parse()?,
+            "restart-delay" => self.restart_delay = parse_duration(value)?,
+            "restart-max-delay" => self.restart_max_delay = parse_duration(value)?,
+            "start-limit" => {
+                self.start_limit = match value {
+                    "none" | "unlimited" | "infinity" => None,
+                    _ => Some(value.parse()?),
+                }
+            }
+            "stop-timeout" => self.stop_timeout = parse_duration(value)?,
+            "stop-signal" => self.stop_signal = parse_signal(value)?,
+            "log-prefix" => self.log_prefix = parse_bool(value)?,
+            _ => {
+                let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+                return Err(format!("unknown directive \"{key}\" (known: {})", known.join(", ")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The group-wide defaults from the `RC_*` variables seen through `lookup`. The error names
+    /// the variable.
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<TaskSettings, String> {
+        let mut settings = TaskSettings::default();
+        for (key, var) in KEYS {
+            if let Some(value) = lookup(var).filter(|v| !v.is_empty()) {
+                settings.set(key, &value).map_err(|e| format!("{var}={value:?}: {e}"))?;
+            }
+        }
+        settings.check().map_err(|e| format!("RC_RESTART_DELAY/RC_RESTART_MAX_DELAY: {e}"))?;
+        Ok(settings)
+    }
+
+    /// Rules between keys.
+    fn check(&self) -> Result<(), String> {
+        if self.restart_max_delay < self.restart_delay {
+            return Err(format!(
+                "restart-max-delay ({}) is shorter than restart-delay ({})",
+                humantime::format_duration(self.restart_max_delay),
+                humantime::format_duration(self.restart_delay)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A signal by name (`TERM`, `SIGTERM`, `term`) or number.
+pub fn parse_signal(text: &str) -> Result<Signal, String> {
+    if let Ok(num) = text.parse::<i32>() {
+        return Signal::try_from(num).map_err(|_| format!("{num} is not a signal number"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<Signal>().map_err(|_| format!("unknown signal \"{text}\""))
+}
+
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err(format!("\"{text}\" is not yes or no")),
+    }
+}
+
+/// A directive error: the file, the 1-based line and the problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectiveError {
+    pub line: usize,
+    pub problem: String,
+}
+
+/// One `key: value` line of a header block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Directive {
+    /// 1-based line number in the file.
+    pub line: usize,
+    pub key: String,
+    pub value: String,
+}
+
+/// Applies `directives` on top of `defaults`.
+pub fn apply(defaults: TaskSettings, directives: &[Directive]) -> Result<TaskSettings, DirectiveError> {
+    let mut settings = defaults;
+    for d in directives {
+        settings.set(&d.key, &d.value).map_err(|problem| DirectiveError { line: d.line, problem })?;
+    }
+    let last = directives.last().map_or(1, |d| d.line);
+    settings.check().map_err(|problem| DirectiveError { line: last, problem })?;
+    Ok(settings)
+}
+
+/// Reads the `BEGIN TRC` ... `END TRC` block of a task file's text and applies it on top of
+/// `defaults`. A file without the block gets the defaults.
+pub fn parse_header(text: &str, defaults: TaskSettings) -> Result<TaskSettings, DirectiveError> {
+    apply(defaults, &header_directives(text)?)
+}
+
+/// The directives of the header block, in order (none without a block). Only the form is
+/// checked here; the values are checked by [`apply`].
+pub fn header_directives(text: &str) -> Result<Vec<Directive>, DirectiveError> {
+    let mut directives = Vec::new();
+    let mut lines = text.lines().enumerate();
+    let Some((begin, marker)) =
+        lines.by_ref().find_map(|(n, line)| block_marker(line, "BEGIN TRC").map(|m| (n, m)))
+    else {
+        return Ok(directives);
+    };
+    let comment = marker.chars().next().unwrap_or('#');
+    for (n, line) in lines {
+        let err = |problem: String| DirectiveError { line: n + 1, problem };
+        if block_marker(line, "END TRC").is_some() {
+            return Ok(directives);
+        }
+        let body = line.trim_start();
+        let Some(body) = body.strip_prefix(comment) else {
+            return Err(err(format!(
+                "not a comment line inside the TRC block (it starts at line {}; end it with a \"{marker} END TRC\" line)",
+                begin + 1
+            )));
+        };
+        let body = strip_trailing_comment(body.trim_start_matches(comment).trim(), &marker);
+        if body.is_empty() {
+            continue;
+        }
+        let (key, value) = body
+            .split_once(':')
+            .ok_or_else(|| err(format!("\"{body}\" is not a \"key: value\" directive")))?;
+        directives.push(Directive {
+            line: n + 1,
+            key: key.trim().to_owned(),
+            value: value.trim().to_owned(),
+        });
+    }
+    Err(DirectiveError {
+        line: begin + 1,
+        problem: format!("the TRC block has no \"{marker} END TRC\" line"),
+    })
+}
+
+/// The comment marker of a `### BEGIN TRC`-style line (`###`, `//`, `--`...), if it is one.
+fn block_marker(line: &str, words: &str) -> Option<String> {
+    let line = line.trim();
+    let marker = line.strip_suffix(words)?.trim_end();
+    let is_marker = !marker.is_empty() && marker.chars().all(|c| c.is_ascii_punctuation());
+    is_marker.then(|| marker.to_owned())
+}
+
+/// `on-failure   # never | ...` → `on-failure`: a comment after the value, introduced by
+/// whitespace and the file's comment character.
+fn strip_trailing_comment<'a>(body: &'a str, marker: &str) -> &'a str {
+    let comment = marker.chars().next().unwrap_or('#');
+    let mut prev_space = false;
+    for (i, c) in body.char_indices() {
+        if c == comment && prev_space {
+            return body[..i].trim_end();
+        }
+        prev_space = c.is_whitespace();
+    }
+    body
+}
+
+/// The directives in the header of the task file at `path` (its first 64 KiB).
+pub fn read_directives(path: &Path) -> std::io::Result<Result<Vec<Directive>, DirectiveError>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
+    Ok(header_directives(&String::from_utf8_lossy(&head)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC_EXAMPLE: &str = "\
+#!/bin/bash
+### BEGIN TRC
+# restart: on-failure        # never (default) | on-failure | always
+# restart-delay: 1s          # first delay; doubles on each restart up to restart-max-delay
+# restart-max-delay: 30s     # the doubling resets once the task has stayed up this long
+# start-limit: 5 in 60s      # more starts than this in the window: give up
+# stop-timeout: 5s           # SIGTERM (or stop-signal), then SIGKILL after this
+# stop-signal: TERM
+# log-prefix: yes            # no: pass output through untouched
+### END TRC
+exec my-daemon
+";
+
+    #[test]
+    fn the_spec_example_parses() {
+        let s = parse_header(SPEC_EXAMPLE, TaskSettings::default()).unwrap();
+        assert_eq!(s.restart, Restart::OnFailure);
+        assert_eq!(s.restart_delay, Duration::from_secs(1));
+        assert_eq!(s.restart_max_delay, Duration::from_secs(30));
+        assert_eq!(s.start_limit, Some(StartLimit { starts: 5, window: Duration::from_secs(60) }));
+        assert_eq!(s.stop_signal, Signal::SIGTERM);
+        assert!(s.log_prefix);
+    }
+
+    #[test]
+    fn other_comment_syntaxes() {
+        let js = "// BEGIN TRC\n// restart: always\n// stop-signal: int // Ctrl-C\n// END TRC\n";
+        let s = parse_header(js, TaskSettings::default()).unwrap();
+        assert_eq!(s.restart, Restart::Always);
+        assert_eq!(s.stop_signal, Signal::SIGINT);
+        let lua = "-- BEGIN TRC\n-- restart-delay: 250ms\n-- start-limit: none\n-- END TRC\n";
+        let s = parse_header(lua, TaskSettings::default()).unwrap();
+        assert_eq!(s.restart_delay, Duration::from_millis(250));
+        assert_eq!(s.start_limit, None);
+    }
+
+    #[test]
+    fn no_block_means_defaults() {
+        let defaults = TaskSettings { restart: Restart::Always, ..TaskSettings::default() };
+        assert_eq!(parse_header("echo hi\n# restart: never\n", defaults).unwrap(), defaults);
+    }
+
+    #[test]
+    fn errors_carry_the_line() {
+        let cases = [
+            ("### BEGIN TRC\n# restrat: always\n### END TRC\n", 2, "unknown directive \"restrat\""),
+            ("### BEGIN TRC\n# restart: sometimes\n### END TRC\n", 2, "unknown restart policy"),
+            ("x\n### BEGIN TRC\n# restart-delay: soon\n### END TRC\n", 3, "not a duration"),
+            ("### BEGIN TRC\n# start-limit: 5 per minute\n### END TRC\n", 2, "is not a start limit"),
+            ("### BEGIN TRC\n# start-limit: 0 in 1s\n### END TRC\n", 2, "at least 1 start"),
+            ("### BEGIN TRC\n# stop-signal: FOO\n### END TRC\n", 2, "unknown signal"),
+            ("### BEGIN TRC\n# log-prefix: maybe\n### END TRC\n", 2, "is not yes or no"),
+            ("### BEGIN TRC\n# restart always\n### END TRC\n", 2, "is not a \"key: value\""),
+            ("### BEGIN TRC\nrestart: always\n### END TRC\n", 2, "not a comment line"),
+            ("\n### BEGIN TRC\n# restart: always\n", 2, "has no \"### END TRC\" line"),
+            (
+                "### BEGIN TRC\n# restart-delay: 10s\n# restart-max-delay: 1s\n### END TRC\n",
+                3,
+                "shorter than",
+            ),
+        ];
+        for (text, line, needle) in cases {
+            let err = parse_header(text, TaskSettings::default()).unwrap_err();
+            assert_eq!(err.line, line, "{text:?}: {err:?}");
+            assert!(err.problem.contains(needle), "{text:?}: {}", err.problem);
+        }
+    }
+
+    #[test]
+    fn defaults_from_rc_variables() {
+        let vars = [("RC_RESTART", "always"), ("RC_START_LIMIT", "3 in 10s"), ("RC_STOP_SIGNAL", "SIGINT")];
+        let s =
+            TaskSettings::from_lookup(&|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()))
+                .unwrap();
+        assert_eq!(s.restart, Restart::Always);
+        assert_eq!(s.start_limit, Some(StartLimit { starts: 3, window: Duration::from_secs(10) }));
+        assert_eq!(s.stop_signal, Signal::SIGINT);
+        let err =
+            TaskSettings::from_lookup(&|n| (n == "RC_RESTART").then(|| "maybe".to_owned())).unwrap_err();
+        assert!(err.starts_with("RC_RESTART=\"maybe\": unknown restart policy"), "{err}");
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+    }
+}
