@@ -5,6 +5,8 @@
 //! `]:  - message`) with `RC_VERBOSE_EXTRA=true`, WARN on stderr when verbose, and ERROR always,
 //! on stderr. The flags can change at run time (a boot task may set `RC_VERBOSE`).
 
+pub mod pipe;
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
