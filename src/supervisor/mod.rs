@@ -15,6 +15,7 @@ pub mod task;
 
 use crate::cli::CommandLine;
 use crate::config::{apply, scan_work_dir, Directive, RunMode, Settings, Stage, TaskFiles};
+use crate::logs::pipe::{LogStream, Output};
 use crate::logs::Console;
 use crate::runtime_dir::RuntimeDir;
 use crate::shell::{read_boot_save, ShellKind, ShellTask};
@@ -29,6 +30,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
 use task::{Source, Task, TaskId, TaskState};
 use tokio::time::Instant;
@@ -111,7 +113,9 @@ pub fn run(setup: Setup) -> i32 {
             return config_error(&format!("cannot start the event loop: {e}"), EXIT_CONFIG);
         }
     };
-    runtime.block_on(async move {
+    // Local tasks: the log pumps share the supervisor's single thread.
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
         let mut watched: Vec<i32> = signals::TERMINATING.to_vec();
         watched.push(libc::SIGCHLD);
         let signals = match Signals::new(&watched) {
@@ -142,6 +146,7 @@ pub fn run(setup: Setup) -> i32 {
             boot_state: None,
             signals,
             pending: VecDeque::new(),
+            logs: HashMap::new(),
         };
         supervisor.run().await
     })
@@ -202,6 +207,21 @@ struct Supervisor {
     signals: Signals,
     /// Events taken from one wake-up that are still to be handled.
     pending: VecDeque<Event>,
+    /// The log pipes of the tasks that have them (all but the trailing command).
+    logs: HashMap<TaskId, TaskLogs>,
+}
+
+/// A task's two log pipes.
+struct TaskLogs {
+    stdout: Rc<LogStream>,
+    stderr: Rc<LogStream>,
+}
+
+impl TaskLogs {
+    fn drain(&self) {
+        self.stdout.drain();
+        self.stderr.drain();
+    }
 }
 
 impl Supervisor {
@@ -221,6 +241,10 @@ impl Supervisor {
                 status
             }
         };
+        // Lines written late (by processes of the tasks that were stopped last) are not lost.
+        for logs in self.logs.values() {
+            logs.drain();
+        }
         info!("Exited (exitcode={status})");
         status
     }
@@ -595,6 +619,32 @@ impl Supervisor {
 
     // ----- one task ---------------------------------------------------------------------
 
+    /// Makes a task's log pipes the first time it starts (all tasks but the trailing command,
+    /// whose stdio is trc's own) and starts copying their lines. If that fails, the task
+    /// writes to trc's stdout and stderr directly.
+    fn set_up_logs(&mut self, id: TaskId) {
+        let task = &self.tasks[id];
+        if self.logs.contains_key(&id) || matches!(task.source, Source::Argv(_)) {
+            return;
+        }
+        let base = format!("{}.{}", task.stage, task.name);
+        let raw = !task.settings.log_prefix;
+        let open = |suffix: &str, output| {
+            let path = self.runtime_dir.path().join(format!("{base}.{suffix}"));
+            LogStream::create(path, &task.name, output, raw)
+        };
+        match (open("stdout", Output::Stdout), open("stderr", Output::Stderr)) {
+            (Ok(stdout), Ok(stderr)) => {
+                tokio::task::spawn_local(stdout.clone().pump());
+                tokio::task::spawn_local(stderr.clone().pump());
+                self.logs.insert(id, TaskLogs { stdout, stderr });
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                error!("{}: cannot make its log pipe, its output goes straight to trc's: {e}", task.label)
+            }
+        }
+    }
+
     /// Adds the file tasks of `stage` to the table, in run order.
     fn add_file_tasks(&mut self, stage: Stage) -> Vec<TaskId> {
         let files = self.files.stage(stage).to_vec();
@@ -640,6 +690,7 @@ impl Supervisor {
     /// Starts a task. A task that cannot start is reported (always) and finishes at once with
     /// 127 (not found) or 126, so the wait policy applies to it like to any other.
     fn start(&mut self, id: TaskId, save_to: Option<&Path>) {
+        self.set_up_logs(id);
         let spec = self.spec_for(id, save_to);
         let task = &self.tasks[id];
         let forked = match spawn::spawn(&spec) {
@@ -726,6 +777,16 @@ impl Supervisor {
         env.push(("RC_WAIT_POLICY".into(), self.settings.wait_policy.as_str().into()));
         env.push(("TRC_TASK".into(), task.name.clone().into()));
         env.push(("TRC_STAGE".into(), task.stage.as_str().into()));
+        if let Some(logs) = self.logs.get(&id) {
+            env.push(("TRC_LOG_PIPE".into(), logs.stdout.path().as_os_str().to_owned()));
+            match (logs.stdout.writer(), logs.stderr.writer()) {
+                (Ok(out), Ok(err)) => {
+                    spec.stdout = Some(out);
+                    spec.stderr = Some(err);
+                }
+                (Err(e), _) | (_, Err(e)) => error!("{}: cannot open its log pipe: {e}", task.label),
+            }
+        }
         env.append(&mut spec.env);
         spec.env = env;
         spec.stdin_null = task.stage == Stage::Async;
@@ -734,6 +795,10 @@ impl Supervisor {
 
     /// Records that a task's leader exited, and logs it as TrivialRC does.
     fn finished(&mut self, id: TaskId, status: i32) {
+        // Every line the task wrote comes before the line that says it exited.
+        if let Some(logs) = self.logs.get(&id) {
+            logs.drain();
+        }
         let task = &mut self.tasks[id];
         let pid = task.pid();
         if let Some(pid) = pid {

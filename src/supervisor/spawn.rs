@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// What to run and how.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct SpawnSpec {
     /// A path, or a name looked up in `$PATH`.
     pub program: OsString,
@@ -27,6 +27,9 @@ pub struct SpawnSpec {
     pub stdin_null: bool,
     /// Make the child's process group the foreground group of the terminal on stdin.
     pub foreground: bool,
+    /// The child's stdout and stderr (trc's own when `None`).
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
 }
 
 /// A forked child waiting to exec.
@@ -60,7 +63,11 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Forked> {
         ForkResult::Child => unsafe {
             let code = child(
                 foreground,
-                devnull.as_ref().map(|fd| fd.as_raw_fd()),
+                [
+                    devnull.as_ref().map(|fd| fd.as_raw_fd()),
+                    spec.stdout.as_ref().map(|fd| fd.as_raw_fd()),
+                    spec.stderr.as_ref().map(|fd| fd.as_raw_fd()),
+                ],
                 go_read.as_raw_fd(),
                 path.as_ptr(),
                 argv_ptrs.as_ptr(),
@@ -108,7 +115,7 @@ impl Forked {
 /// Called only in the freshly forked child, with pointers that stay valid until exec.
 unsafe fn child(
     foreground: bool,
-    stdin: Option<i32>,
+    stdio: [Option<i32>; 3],
     go: i32,
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
@@ -117,8 +124,10 @@ unsafe fn child(
     // SAFETY: plain system calls on our own process (see `spawn`).
     unsafe {
         libc::setpgid(0, 0);
-        if let Some(fd) = stdin {
-            libc::dup2(fd, 0);
+        for (target, fd) in stdio.into_iter().enumerate() {
+            if let Some(fd) = fd {
+                libc::dup2(fd, target as i32);
+            }
         }
         if foreground {
             // A background process group that calls tcsetpgrp gets SIGTTOU unless it blocks it.
