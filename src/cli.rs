@@ -17,6 +17,7 @@ Environment (each long option sets the variable of the same meaning; the option 
   RC_VERBOSE=true         log what trc does, in TrivialRC's format, on stdout
   RC_VERBOSE_EXTRA=true   also log debug lines (needs RC_VERBOSE=true)
   RC_DEBUG=true           run shell tasks with `set -x`
+  RC_LOG=SINK             auto (default: journald when stderr is the journal) | journal | console
   RC_STOP_TIMEOUT=DUR     how long a task may take to stop before SIGKILL (default 5s)
   RC_STOP_SIGNAL=SIG      the signal that asks a task to stop (default TERM)
   RC_RESTART=POLICY       never (default) | on-failure | always, for async and sync tasks
@@ -107,6 +108,10 @@ pub struct CommandLine {
     #[arg(long, value_name = "LIMIT", value_parser = directive("start-limit"))]
     pub start_limit: Option<String>,
 
+    /// Where records go: auto (journald when stderr is the journal), journal, console [env: RC_LOG]
+    #[arg(long, value_name = "SINK", value_parser = ["auto", "journal", "console"])]
+    pub log: Option<String>,
+
     /// The last sync task, run as an argv with trc's stdin, stdout and stderr untouched
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -144,6 +149,7 @@ impl CommandLine {
             ("RC_RESTART_DELAY", &self.restart_delay),
             ("RC_RESTART_MAX_DELAY", &self.restart_max_delay),
             ("RC_START_LIMIT", &self.start_limit),
+            ("RC_LOG", &self.log),
         ] {
             if let Some(value) = value {
                 vars.push((var, value.clone()));

@@ -5,12 +5,13 @@
 //! `]:  - message`) with `RC_VERBOSE_EXTRA=true`, WARN on stderr when verbose, and ERROR always,
 //! on stderr. The flags can change at run time (a boot task may set `RC_VERBOSE`).
 
+pub mod journal;
 pub mod pipe;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
@@ -27,6 +28,8 @@ struct Inner {
     main_pid: u32,
     verbose: AtomicBool,
     extra: AtomicBool,
+    /// Set when records go to journald natively.
+    journal: OnceLock<Arc<journal::Journal>>,
 }
 
 impl Console {
@@ -37,6 +40,7 @@ impl Console {
                 main_pid,
                 verbose: AtomicBool::new(false),
                 extra: AtomicBool::new(false),
+                journal: OnceLock::new(),
             }),
         }
     }
@@ -44,6 +48,11 @@ impl Console {
     /// Installs the console as the global subscriber (once, at start).
     pub fn install(&self) {
         let _ = tracing_subscriber::registry().with(self.clone()).try_init();
+    }
+
+    /// Sends trc's own records to journald from now on.
+    pub fn use_journal(&self, journal: Arc<journal::Journal>) {
+        let _ = self.inner.journal.set(journal);
     }
 
     pub fn set_verbosity(&self, verbose: bool, extra: bool) {
@@ -63,12 +72,14 @@ struct Fields {
     message: String,
     ns: Option<String>,
     pid: Option<u32>,
+    task: Option<String>,
 }
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "ns" => self.ns = Some(value.to_owned()),
+            "task" => self.task = Some(value.to_owned()),
             "message" => self.message.push_str(value),
             _ => {}
         }
@@ -116,7 +127,32 @@ impl<S: Subscriber> Layer<S> for Console {
             fields.message.insert_str(0, " - ");
         }
         let ns = fields.ns.as_deref().unwrap_or("main");
-        let line = self.format_line(ns, fields.pid.unwrap_or(self.inner.main_pid), &fields.message);
+        let pid = fields.pid.unwrap_or(self.inner.main_pid);
+        let line = self.format_line(ns, pid, &fields.message);
+        if let Some(journal) = self.inner.journal.get() {
+            let priority = match level {
+                Level::ERROR => journal::PRIORITY_ERR,
+                Level::WARN => journal::PRIORITY_WARNING,
+                Level::INFO => journal::PRIORITY_INFO,
+                _ => journal::PRIORITY_DEBUG,
+            };
+            let pid = pid.to_string();
+            let priority = [b'0' + priority];
+            let mut record: Vec<(&str, &[u8])> = vec![
+                ("MESSAGE", line.trim_end().as_bytes()),
+                ("PRIORITY", &priority),
+                ("SYSLOG_IDENTIFIER", b"trc"),
+            ];
+            if let Some(task) = &fields.task {
+                let stage = if ns == "main" { "boot" } else { ns };
+                record.push(("TRC_TASK", task.as_bytes()));
+                record.push(("TRC_STAGE", stage.as_bytes()));
+                record.push(("TRC_TASK_PID", pid.as_bytes()));
+            }
+            if journal.send(&record).is_ok() {
+                return;
+            }
+        }
         // A closed stdout or stderr must never stop the supervisor: write errors are dropped.
         let _ = if level <= Level::WARN {
             std::io::stderr().lock().write_all(line.as_bytes())

@@ -10,11 +10,13 @@
 //! longer than [`MAX_LINE`] bytes is split into pieces of that size. Bytes that are not UTF-8
 //! pass through unchanged. With `log-prefix: no` the bytes are copied as they come.
 
-use std::cell::RefCell;
+use super::journal::{split_priority, Journal, PRIORITY_INFO};
+use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::unix::pipe;
 
@@ -50,54 +52,31 @@ impl Output {
     }
 }
 
-/// Splits a byte stream into lines and prefixes each one. Pure: the caller does the I/O.
-#[derive(Debug, Clone)]
-pub struct Prefixer {
-    prefix: Vec<u8>,
-    /// `log-prefix: no`: pass bytes through as they come.
-    raw: bool,
+/// Splits a byte stream into lines. Pure: the caller does the I/O.
+#[derive(Debug, Clone, Default)]
+pub struct LineSplitter {
     partial: Vec<u8>,
 }
 
-impl Prefixer {
-    pub fn new(prefix: Vec<u8>, raw: bool) -> Prefixer {
-        Prefixer { prefix, raw, partial: Vec::new() }
-    }
-
-    /// The prefix `name: `, coloured when `colour` (a stable colour per name).
-    pub fn prefix_for(name: &str, colour: bool) -> Vec<u8> {
-        if !colour {
-            return format!("{name}: ").into_bytes();
-        }
-        // FNV-1a, so a task keeps its colour from run to run.
-        let hash = name.bytes().fold(0x811c9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x01000193));
-        const COLOURS: [u8; 10] = [32, 33, 34, 35, 36, 92, 93, 94, 95, 96];
-        let code = COLOURS[hash as usize % COLOURS.len()];
-        format!("\x1b[{code}m{name}\x1b[0m: ").into_bytes()
-    }
-
+impl LineSplitter {
     /// Whether a partial line is waiting for its end.
     pub fn has_partial(&self) -> bool {
         !self.partial.is_empty()
     }
 
-    /// Takes `data` and appends every complete line, prefixed, to `out`.
-    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
-        if self.raw {
-            out.extend_from_slice(data);
-            return;
-        }
+    /// Takes `data` and calls `emit` with every complete line (without its newline); a line
+    /// of [`MAX_LINE`] bytes without its end is emitted as it is.
+    pub fn feed(&mut self, mut data: &[u8], emit: &mut impl FnMut(&[u8])) {
         while !data.is_empty() {
             let room = MAX_LINE - self.partial.len();
             let window = &data[..data.len().min(room)];
-            match window.iter().position(|&b| b == b'\n') {
+            match memchr_newline(window) {
                 Some(end) => {
-                    self.emit(&data[..end], out);
+                    self.emit(&data[..end], emit);
                     data = &data[end + 1..];
                 }
                 None if window.len() == room => {
-                    // A line of MAX_LINE bytes without its end: write this piece as a line.
-                    self.emit(window, out);
+                    self.emit(window, emit);
                     data = &data[room..];
                 }
                 None => {
@@ -108,19 +87,81 @@ impl Prefixer {
         }
     }
 
-    /// Writes a waiting partial line, as a line.
-    pub fn flush(&mut self, out: &mut Vec<u8>) {
+    /// Emits a waiting partial line, as a line.
+    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8])) {
         if !self.partial.is_empty() {
-            self.emit(&[], out);
+            self.emit(&[], emit);
         }
     }
 
-    fn emit(&mut self, tail: &[u8], out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.prefix);
-        out.extend_from_slice(&self.partial);
-        out.extend_from_slice(tail);
-        out.push(b'\n');
-        self.partial.clear();
+    fn emit(&mut self, tail: &[u8], emit: &mut impl FnMut(&[u8])) {
+        if self.partial.is_empty() {
+            emit(tail);
+        } else {
+            self.partial.extend_from_slice(tail);
+            emit(&self.partial);
+            self.partial.clear();
+        }
+    }
+}
+
+fn memchr_newline(data: &[u8]) -> Option<usize> {
+    data.iter().position(|&b| b == b'\n')
+}
+
+/// The prefix `name: `, coloured when `colour` (a stable colour per name).
+pub fn prefix_for(name: &str, colour: bool) -> Vec<u8> {
+    if !colour {
+        return format!("{name}: ").into_bytes();
+    }
+    // FNV-1a, so a task keeps its colour from run to run.
+    let hash = name.bytes().fold(0x811c9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x01000193));
+    const COLOURS: [u8; 10] = [32, 33, 34, 35, 36, 92, 93, 94, 95, 96];
+    let code = COLOURS[hash as usize % COLOURS.len()];
+    format!("\x1b[{code}m{name}\x1b[0m: ").into_bytes()
+}
+
+/// Where a task's lines go, and the fields that describe them there.
+pub struct LineSink {
+    pub output: Output,
+    /// `name: ` (coloured on a terminal) for the console.
+    pub prefix: Vec<u8>,
+    /// `log-prefix: no`: bytes pass through untouched (console) or lines without the prefix.
+    pub raw: bool,
+    pub journal: Option<Arc<Journal>>,
+    pub task: String,
+    pub stage: &'static str,
+    pub pid: Cell<i32>,
+}
+
+impl LineSink {
+    fn stream_name(&self) -> &'static str {
+        match self.output {
+            Output::Stdout => "stdout",
+            Output::Stderr => "stderr",
+        }
+    }
+
+    /// Sends one line to the journal as a record of its own.
+    fn journal_line(&self, journal: &Journal, line: &[u8]) {
+        let (priority, text) = split_priority(line);
+        let priority = priority.unwrap_or(PRIORITY_INFO);
+        let mut message = Vec::with_capacity(self.task.len() + 2 + text.len());
+        if !self.raw {
+            message.extend_from_slice(self.task.as_bytes());
+            message.extend_from_slice(b": ");
+        }
+        message.extend_from_slice(text);
+        let pid = self.pid.get().to_string();
+        let _ = journal.send(&[
+            ("MESSAGE", &message),
+            ("PRIORITY", &[b'0' + priority]),
+            ("SYSLOG_IDENTIFIER", b"trc"),
+            ("TRC_TASK", self.task.as_bytes()),
+            ("TRC_STAGE", self.stage.as_bytes()),
+            ("TRC_STREAM", self.stream_name().as_bytes()),
+            ("TRC_TASK_PID", pid.as_bytes()),
+        ]);
     }
 }
 
@@ -128,25 +169,32 @@ impl Prefixer {
 pub struct LogStream {
     path: PathBuf,
     rx: pipe::Receiver,
-    output: Output,
-    prefixer: RefCell<Prefixer>,
+    sink: LineSink,
+    splitter: RefCell<LineSplitter>,
 }
 
 impl LogStream {
     /// Makes the FIFO at `path` (mode 0600) and opens it read-write.
-    pub fn create(path: PathBuf, name: &str, output: Output, raw: bool) -> io::Result<Rc<LogStream>> {
+    pub fn create(path: PathBuf, mut sink: LineSink) -> io::Result<Rc<LogStream>> {
         let _ = std::fs::remove_file(&path);
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| {
             io::Error::new(io::Error::from(e).kind(), format!("{}: mkfifo: {e}", path.display()))
         })?;
         let rx = pipe::OpenOptions::new().read_write(true).open_receiver(&path)?;
-        let colour = output.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        let prefixer = Prefixer::new(Prefixer::prefix_for(name, colour), raw);
-        Ok(Rc::new(LogStream { path, rx, output, prefixer: RefCell::new(prefixer) }))
+        let colour = sink.journal.is_none()
+            && sink.output.is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        sink.prefix = prefix_for(&sink.task, colour);
+        Ok(Rc::new(LogStream { path, rx, sink, splitter: RefCell::new(LineSplitter::default()) }))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The pid named in journal records from now on.
+    pub fn set_pid(&self, pid: i32) {
+        self.sink.pid.set(pid);
     }
 
     /// A blocking write end for the task (fd 1 or 2 after the fork).
@@ -165,9 +213,9 @@ impl LogStream {
                 Ok(0) => break,
                 Ok(n) => {
                     total += n;
-                    self.prefixer.borrow_mut().feed(&buf[..n], &mut out);
+                    self.take(&buf[..n], &mut out);
                     if out.len() >= READ_SIZE {
-                        self.output.write_all(&out);
+                        self.sink.output.write_all(&out);
                         out.clear();
                     }
                 }
@@ -176,9 +224,25 @@ impl LogStream {
             }
         }
         if !out.is_empty() {
-            self.output.write_all(&out);
+            self.sink.output.write_all(&out);
         }
         total
+    }
+
+    /// Frames `data`: console lines are appended to `out`, journal lines are sent.
+    fn take(&self, data: &[u8], out: &mut Vec<u8>) {
+        let sink = &self.sink;
+        match &sink.journal {
+            Some(journal) => {
+                self.splitter.borrow_mut().feed(data, &mut |line| sink.journal_line(journal, line))
+            }
+            None if sink.raw => out.extend_from_slice(data),
+            None => self.splitter.borrow_mut().feed(data, &mut |line| {
+                out.extend_from_slice(&sink.prefix);
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }),
+        }
     }
 
     /// Reads everything the pipe holds and writes a waiting partial line too: called when the
@@ -189,17 +253,25 @@ impl LogStream {
     }
 
     fn flush_partial(&self) {
+        let sink = &self.sink;
         let mut out = Vec::new();
-        self.prefixer.borrow_mut().flush(&mut out);
+        match &sink.journal {
+            Some(journal) => self.splitter.borrow_mut().flush(&mut |line| sink.journal_line(journal, line)),
+            None => self.splitter.borrow_mut().flush(&mut |line| {
+                out.extend_from_slice(&sink.prefix);
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }),
+        }
         if !out.is_empty() {
-            self.output.write_all(&out);
+            sink.output.write_all(&out);
         }
     }
 
     /// Copies lines from the pipe as they come, until trc ends. Runs as a local task.
     pub async fn pump(self: Rc<LogStream>) {
         loop {
-            let waiting = self.prefixer.borrow().has_partial();
+            let waiting = self.splitter.borrow().has_partial();
             if waiting {
                 tokio::select! {
                     ready = self.rx.readable() => if ready.is_err() { return },
@@ -226,58 +298,46 @@ impl AsFd for LogStream {
 mod tests {
     use super::*;
 
-    fn run(p: &mut Prefixer, chunks: &[&[u8]]) -> Vec<u8> {
-        let mut out = Vec::new();
+    fn lines(p: &mut LineSplitter, chunks: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
         for c in chunks {
-            p.feed(c, &mut out);
+            p.feed(c, &mut |l| got.push(l.to_vec()));
         }
-        out
+        got
     }
 
     #[test]
-    fn prefixes_whole_lines_across_reads() {
-        let mut p = Prefixer::new(b"web: ".to_vec(), false);
-        let out = run(&mut p, &[b"one\ntw", b"o\nthr", b"ee"]);
-        assert_eq!(out, b"web: one\nweb: two\n");
-        let mut out = Vec::new();
-        p.flush(&mut out);
-        assert_eq!(out, b"web: three\n");
-        p.flush(&mut out);
-        assert_eq!(out, b"web: three\n", "nothing more to flush");
+    fn whole_lines_across_reads() {
+        let mut p = LineSplitter::default();
+        assert_eq!(lines(&mut p, &[b"one\ntw", b"o\nthr", b"ee"]), [b"one".to_vec(), b"two".to_vec()]);
+        let mut got = Vec::new();
+        p.flush(&mut |l| got.push(l.to_vec()));
+        assert_eq!(got, [b"three".to_vec()]);
+        p.flush(&mut |_| panic!("nothing more to flush"));
     }
 
     #[test]
     fn empty_lines_and_binary_bytes_pass() {
-        let mut p = Prefixer::new(b"x: ".to_vec(), false);
-        let out = run(&mut p, &[b"\n\xff\xfe\x00bin\n"]);
-        assert_eq!(out, b"x: \nx: \xff\xfe\x00bin\n");
+        let mut p = LineSplitter::default();
+        assert_eq!(lines(&mut p, &[b"\n\xff\xfe\x00bin\n"]), [b"".to_vec(), b"\xff\xfe\x00bin".to_vec()]);
     }
 
     #[test]
     fn long_lines_are_split_at_the_bound() {
-        let mut p = Prefixer::new(b"x: ".to_vec(), false);
-        let line = vec![b'a'; MAX_LINE * 2 + 10];
-        let mut data = line.clone();
+        let mut p = LineSplitter::default();
+        let mut data = vec![b'a'; MAX_LINE * 2 + 10];
         data.push(b'\n');
-        let out = run(&mut p, &[&data[..1000], &data[1000..]]);
-        let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
-        assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0].len(), 3 + MAX_LINE);
-        assert_eq!(lines[2].len(), 3 + 10);
+        let got = lines(&mut p, &[&data[..1000], &data[1000..]]);
+        let lens: Vec<usize> = got.iter().map(Vec::len).collect();
+        assert_eq!(lens, [MAX_LINE, MAX_LINE, 10]);
         assert!(!p.has_partial());
     }
 
     #[test]
-    fn raw_passes_bytes_as_they_come() {
-        let mut p = Prefixer::new(b"x: ".to_vec(), true);
-        assert_eq!(run(&mut p, &[b"a\nb", b"c"]), b"a\nbc");
-    }
-
-    #[test]
     fn colours_are_stable_and_optional() {
-        assert_eq!(Prefixer::prefix_for("web", false), b"web: ");
-        let c = Prefixer::prefix_for("web", true);
+        assert_eq!(prefix_for("web", false), b"web: ");
+        let c = prefix_for("web", true);
         assert!(c.starts_with(b"\x1b[") && c.ends_with(b"web\x1b[0m: "));
-        assert_eq!(c, Prefixer::prefix_for("web", true));
+        assert_eq!(c, prefix_for("web", true));
     }
 }

@@ -15,7 +15,8 @@ pub mod task;
 
 use crate::cli::CommandLine;
 use crate::config::{apply, scan_work_dir, Directive, RunMode, Settings, Stage, TaskFiles};
-use crate::logs::pipe::{LogStream, Output};
+use crate::logs::journal::Journal;
+use crate::logs::pipe::{LineSink, LogStream, Output};
 use crate::logs::Console;
 use crate::runtime_dir::RuntimeDir;
 use crate::shell::{read_boot_save, ShellKind, ShellTask};
@@ -31,6 +32,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 use task::{Source, Task, TaskId, TaskState};
 use tokio::time::Instant;
@@ -102,6 +104,10 @@ pub fn run(setup: Setup) -> i32 {
     if let Err(e) = reap::become_subreaper() {
         warn!("cannot become a child subreaper ({e}): orphans of tasks will go to init");
     }
+    let journal = choose_journal(&setup);
+    if let Some(journal) = &journal {
+        setup.console.use_journal(journal.clone());
+    }
     let runtime_dir = match RuntimeDir::create() {
         Ok(dir) => dir,
         Err(e) => return config_error(&e, EXIT_CONFIG),
@@ -147,9 +153,33 @@ pub fn run(setup: Setup) -> i32 {
             signals,
             pending: VecDeque::new(),
             logs: HashMap::new(),
+            journal,
         };
         supervisor.run().await
     })
+}
+
+/// Where records go: journald natively when trc's stderr is the journal (`JOURNAL_STREAM`) or
+/// `--log journal` / `RC_LOG=journal` asks for it; the console otherwise, also when journald's
+/// socket cannot be reached (with one warning).
+fn choose_journal(setup: &Setup) -> Option<Arc<Journal>> {
+    let wanted = setup.cli.log.clone().or_else(|| std::env::var("RC_LOG").ok()).unwrap_or_default();
+    let use_journal = match wanted.as_str() {
+        "journal" => true,
+        "console" => false,
+        _ => crate::logs::journal::stderr_is_journal(),
+    };
+    if !use_journal {
+        return None;
+    }
+    let path = std::path::Path::new(crate::logs::journal::SOCKET);
+    match Journal::connect(path) {
+        Ok(journal) => Some(Arc::new(journal)),
+        Err(e) => {
+            warn!("cannot reach journald at {} ({e}): logging to the console", path.display());
+            None
+        }
+    }
 }
 
 fn config_error(e: &dyn std::fmt::Display, status: i32) -> i32 {
@@ -209,6 +239,8 @@ struct Supervisor {
     pending: VecDeque<Event>,
     /// The log pipes of the tasks that have them (all but the trailing command).
     logs: HashMap<TaskId, TaskLogs>,
+    /// journald, when records go there natively.
+    journal: Option<Arc<Journal>>,
 }
 
 /// A task's two log pipes.
@@ -415,6 +447,7 @@ impl Supervisor {
                 error!(
                     ns,
                     pid,
+                    task = task.name.as_str(),
                     "{}: giving up after {starts} starts in {} (last exitcode={status}): {}",
                     task.name,
                     humantime::format_duration(window),
@@ -426,6 +459,7 @@ impl Supervisor {
                 info!(
                     ns,
                     pid,
+                    task = task.name.as_str(),
                     "Restarting in the {} in {} (restart {count}): {}",
                     task.ns_long(),
                     humantime::format_duration(delay),
@@ -628,10 +662,18 @@ impl Supervisor {
             return;
         }
         let base = format!("{}.{}", task.stage, task.name);
-        let raw = !task.settings.log_prefix;
         let open = |suffix: &str, output| {
             let path = self.runtime_dir.path().join(format!("{base}.{suffix}"));
-            LogStream::create(path, &task.name, output, raw)
+            let sink = LineSink {
+                output,
+                prefix: Vec::new(),
+                raw: !task.settings.log_prefix,
+                journal: self.journal.clone(),
+                task: task.name.clone(),
+                stage: task.stage.as_str(),
+                pid: std::cell::Cell::new(0),
+            };
+            LogStream::create(path, sink)
         };
         match (open("stdout", Output::Stdout), open("stderr", Output::Stderr)) {
             (Ok(stdout), Ok(stderr)) => {
@@ -710,6 +752,10 @@ impl Supervisor {
         task.started_at = Some(now);
         task.stop_requested = false;
         task.restart.started(now);
+        if let Some(logs) = self.logs.get(&id) {
+            logs.stdout.set_pid(pid.as_raw());
+            logs.stderr.set_pid(pid.as_raw());
+        }
         self.by_pid.insert(pid, id);
         let (ns, long, label) = (task.stage.ns(), task.ns_long(), &task.label);
         match task.stage {
@@ -718,7 +764,12 @@ impl Supervisor {
             }
             Stage::Halt => {
                 let what = if matches!(task.source, Source::File { .. }) { "script" } else { "command" };
-                info!(ns, pid = pid.as_raw(), "Running the shutdown {what}: {label}")
+                info!(
+                    ns,
+                    pid = pid.as_raw(),
+                    task = task.name.as_str(),
+                    "Running the shutdown {what}: {label}"
+                )
             }
             Stage::Boot => {}
         }
@@ -810,6 +861,7 @@ impl Supervisor {
             Stage::Async | Stage::Sync => info!(
                 ns = task.stage.ns(),
                 pid = pid.map_or(0, Pid::as_raw),
+                task = task.name.as_str(),
                 "Exiting in the {} (exitcode={status}): {}",
                 task.ns_long(),
                 task.label

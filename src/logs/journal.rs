@@ -1,0 +1,197 @@
+//! A writer of journald's native protocol (systemd's `JOURNAL_NATIVE_PROTOCOL`): one datagram
+//! per record, `KEY=value\n` fields, or `KEY\n<u64 LE length><value>\n` for values that contain
+//! a newline; a record too large for a datagram goes in a sealed memfd passed with SCM_RIGHTS.
+//!
+//! Why not tracing-journald: trc sends two kinds of records through one connection, its own
+//! events and its tasks' lines, and a task line needs fields of its own (`TRC_TASK`,
+//! `TRC_STAGE`, `TRC_STREAM`, `TRC_TASK_PID`, a priority from a `<N>` prefix) that a tracing
+//! event does not carry; the protocol is small and documented.
+
+use std::io::{self, IoSlice, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+
+/// Where journald listens for native records.
+pub const SOCKET: &str = "/run/systemd/journal/socket";
+
+/// syslog priorities.
+pub const PRIORITY_ERR: u8 = 3;
+pub const PRIORITY_WARNING: u8 = 4;
+pub const PRIORITY_INFO: u8 = 6;
+pub const PRIORITY_DEBUG: u8 = 7;
+
+/// A connection to journald.
+#[derive(Debug)]
+pub struct Journal {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Connects to journald's socket at `path` (normally [`SOCKET`]).
+    pub fn connect(path: &Path) -> io::Result<Journal> {
+        let socket = UnixDatagram::unbound()?;
+        socket.connect(path)?;
+        Ok(Journal { socket, path: path.to_owned() })
+    }
+
+    /// Sends one record.
+    pub fn send(&self, fields: &[(&str, &[u8])]) -> io::Result<()> {
+        let record = encode(fields);
+        match self.socket.send(&record) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) || e.raw_os_error() == Some(libc::ENOBUFS) => {
+                self.send_memfd(&record)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends a large record as a sealed memfd, as sd_journal_sendv does.
+    fn send_memfd(&self, record: &[u8]) -> io::Result<()> {
+        use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+        let fd = memfd_create("trc-journal", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(record)?;
+        let seals =
+            SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL;
+        fcntl(&file, FcntlArg::F_ADD_SEALS(seals))?;
+        let fds = [file.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let addr = UnixAddr::new(&self.path)?;
+        let iov: [IoSlice; 0] = [];
+        sendmsg(self.socket.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&addr))?;
+        Ok(())
+    }
+}
+
+/// Serialises a record in the native protocol.
+pub fn encode(fields: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(fields.iter().map(|(k, v)| k.len() + v.len() + 10).sum());
+    for (key, value) in fields {
+        out.extend_from_slice(key.as_bytes());
+        if value.contains(&b'\n') {
+            out.push(b'\n');
+            out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        } else {
+            out.push(b'=');
+        }
+        out.extend_from_slice(value);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Decodes a record of the native protocol (for tests, and the inverse of [`encode`]).
+pub fn decode(mut data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let mut fields = Vec::new();
+    while !data.is_empty() {
+        let end = data.iter().position(|&b| b == b'\n' || b == b'=')?;
+        let key = String::from_utf8(data[..end].to_vec()).ok()?;
+        if data[end] == b'=' {
+            let rest = &data[end + 1..];
+            let nl = rest.iter().position(|&b| b == b'\n')?;
+            fields.push((key, rest[..nl].to_vec()));
+            data = &rest[nl + 1..];
+        } else {
+            let rest = &data[end + 1..];
+            let len = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?) as usize;
+            let value = rest.get(8..8 + len)?.to_vec();
+            fields.push((key, value));
+            data = rest.get(8 + len + 1..)?;
+        }
+    }
+    Some(fields)
+}
+
+/// Splits a `<N>` syslog priority prefix off a line, as systemd does for stream output.
+pub fn split_priority(line: &[u8]) -> (Option<u8>, &[u8]) {
+    match line {
+        [b'<', n @ b'0'..=b'7', b'>', rest @ ..] => (Some(n - b'0'), rest),
+        _ => (None, line),
+    }
+}
+
+/// Whether trc's stderr is the journal stream systemd set up (`JOURNAL_STREAM=dev:ino`).
+pub fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else { return false };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
+    match std::fs::metadata("/proc/self/fd/2") {
+        Ok(meta) => meta.dev() == dev && meta.ino() == ino,
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_plain_and_binary_safe_fields() {
+        let rec = encode(&[("MESSAGE", b"web: hello"), ("TRC_TASK", b"web"), ("X", b"a\nb")]);
+        assert_eq!(&rec[..28], b"MESSAGE=web: hello\nTRC_TASK=");
+        let fields = decode(&rec).unwrap();
+        assert_eq!(fields[0], ("MESSAGE".to_owned(), b"web: hello".to_vec()));
+        assert_eq!(fields[2], ("X".to_owned(), b"a\nb".to_vec()));
+    }
+
+    #[test]
+    fn syslog_prefixes() {
+        assert_eq!(split_priority(b"<3>boom"), (Some(3), &b"boom"[..]));
+        assert_eq!(split_priority(b"<9>x"), (None, &b"<9>x"[..]));
+        assert_eq!(split_priority(b"plain"), (None, &b"plain"[..]));
+    }
+
+    #[test]
+    fn sends_small_and_large_records_to_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socket");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let journal = Journal::connect(&path).unwrap();
+        journal.send(&[("MESSAGE", b"hi"), ("PRIORITY", b"6")]).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(decode(&buf[..n]).unwrap()[0].1, b"hi");
+        // Larger than the default datagram limit: goes through a memfd.
+        let big = vec![b'x'; 4 * 1024 * 1024];
+        journal.send(&[("MESSAGE", &big)]).unwrap();
+        let (fields, via_memfd) = recv_with_fd(&server);
+        assert!(via_memfd);
+        assert_eq!(fields[0].1.len(), big.len());
+    }
+
+    /// Receives a record, reading it from a passed memfd when there is one.
+    pub fn recv_with_fd(server: &UnixDatagram) -> (Vec<(String, Vec<u8>)>, bool) {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::io::Read;
+        use std::os::fd::FromRawFd;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(server.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
+        let mut passed = None;
+        for c in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                passed = fds.first().copied();
+            }
+        }
+        let n = msg.bytes;
+        match passed {
+            Some(fd) => {
+                // SAFETY: the fd was just received with SCM_RIGHTS and is ours to own.
+                let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+                // The offset is shared with the sender's end: read from the start, as journald does.
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).unwrap();
+                let mut data = Vec::new();
+                file.read_to_end(&mut data).unwrap();
+                (decode(&data).unwrap(), true)
+            }
+            None => (decode(&buf[..n]).unwrap(), false),
+        }
+    }
+}
