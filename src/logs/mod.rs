@@ -6,6 +6,7 @@
 //! on stderr. The flags can change at run time (a boot task may set `RC_VERBOSE`).
 
 pub mod journal;
+pub mod notify;
 pub mod pipe;
 
 use std::fmt::Write as _;

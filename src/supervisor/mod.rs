@@ -16,6 +16,7 @@ pub mod task;
 use crate::cli::CommandLine;
 use crate::config::{apply, scan_work_dir, Directive, RunMode, Settings, Stage, TaskFiles};
 use crate::logs::journal::Journal;
+use crate::logs::notify::{self, Notifier};
 use crate::logs::pipe::{LineSink, LogStream, Output};
 use crate::logs::Console;
 use crate::runtime_dir::RuntimeDir;
@@ -105,6 +106,12 @@ pub fn run(setup: Setup) -> i32 {
         warn!("cannot become a child subreaper ({e}): orphans of tasks will go to init");
     }
     let journal = choose_journal(&setup);
+    // The notify socket is trc's: tasks must not talk to systemd in its name.
+    let notifier = Notifier::from_env().map(Rc::new);
+    let watchdog = notifier.as_ref().and(notify::watchdog_interval());
+    for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        std::env::remove_var(var);
+    }
     if let Some(journal) = &journal {
         setup.console.use_journal(journal.clone());
     }
@@ -137,6 +144,14 @@ pub fn run(setup: Setup) -> i32 {
             (OsString::from("SELF_NAME"), OsString::from(&setup.self_name)),
         ];
         env.extend(overrides.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+        if let (Some(notifier), Some(every)) = (notifier.clone(), watchdog) {
+            tokio::task::spawn_local(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    notifier.send("WATCHDOG=1");
+                }
+            });
+        }
         let supervisor = Supervisor {
             console: setup.console,
             cli: setup.cli,
@@ -154,6 +169,7 @@ pub fn run(setup: Setup) -> i32 {
             pending: VecDeque::new(),
             logs: HashMap::new(),
             journal,
+            notifier,
         };
         supervisor.run().await
     })
@@ -241,6 +257,8 @@ struct Supervisor {
     logs: HashMap<TaskId, TaskLogs>,
     /// journald, when records go there natively.
     journal: Option<Arc<Journal>>,
+    /// systemd's notify socket, when trc runs as a `Type=notify` service.
+    notifier: Option<Rc<Notifier>>,
 }
 
 /// A task's two log pipes.
@@ -383,6 +401,8 @@ impl Supervisor {
         for &id in &asyncs {
             self.start(id, None);
         }
+        // Boot is done and every async task has started.
+        self.notify("READY=1");
         self.start_next_sync(&mut syncs);
         loop {
             let next_restart = self
@@ -488,6 +508,7 @@ impl Supervisor {
     /// Stops every task group at once: the stop signal now, SIGKILL to what is left of a group
     /// after its stop-timeout. Then every other process trc adopted.
     async fn teardown(&mut self) {
+        self.notify("STOPPING=1");
         info!("Trying to terminate sub-processes...");
         // Groups whose leader already exited may still have members: they are stopped too.
         let mut lingering: Vec<Lingering> = Vec::new();
@@ -783,6 +804,7 @@ impl Supervisor {
             };
             error!(ns, pid = pid.as_raw(), "cannot start {label}: {e}{hint}");
         }
+        self.notify_status();
     }
 
     /// What runs a task: its own program, or bash with the prelude.
@@ -876,6 +898,41 @@ impl Supervisor {
             // Take the terminal back, so that Ctrl-C reaches trc again.
             let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
         }
+        self.notify_status();
+    }
+
+    /// A STATUS= update for systemd, when a task has started or exited.
+    fn notify_status(&self) {
+        if let Some(notifier) = &self.notifier {
+            notifier.send(&format!("STATUS={}", self.status_line()));
+        }
+    }
+
+    /// Sends a notify message to systemd, if trc runs under it, with a fresh STATUS line.
+    fn notify(&self, message: &str) {
+        if let Some(notifier) = &self.notifier {
+            notifier.send(&format!("{message}\nSTATUS={}", self.status_line()));
+        }
+    }
+
+    /// `STATUS=` text: which tasks run now.
+    fn status_line(&self) -> String {
+        let running: Vec<&str> =
+            self.tasks.iter().filter(|t| t.is_active()).map(|t| t.name.as_str()).collect();
+        let waiting = self.tasks.iter().filter(|t| matches!(t.state, TaskState::Waiting { .. })).count();
+        let mut line = format!("{} running", running.len());
+        if !running.is_empty() {
+            let mut names = running.join(", ");
+            if names.len() > 200 {
+                names.truncate(200);
+                names.push_str("...");
+            }
+            line.push_str(&format!(": {names}"));
+        }
+        if waiting > 0 {
+            line.push_str(&format!("; {waiting} waiting to restart"));
+        }
+        line
     }
 
     // ----- the loop ---------------------------------------------------------------------
