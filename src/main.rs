@@ -6,6 +6,7 @@ use trc::logs::Console;
 use trc::supervisor::{self, Setup};
 
 fn main() {
+    open_missing_stdio();
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| OsString::from("trc"));
     let cli = CommandLine::parse_args(args).unwrap_or_else(|e| e.exit());
@@ -27,4 +28,18 @@ fn self_name(arg0: &OsString) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "trc".to_owned());
     name.strip_suffix(".sh").map(str::to_owned).unwrap_or(name)
+}
+
+/// A supervisor started with fd 0, 1 or 2 closed would hand that number out for its own files,
+/// and a task would then write into them: such fds are opened on /dev/null first.
+fn open_missing_stdio() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only reads the fd's flags; a closed fd makes it fail with EBADF.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            // The lowest free fd is `fd` itself; it stays open for the life of trc.
+            if let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+                std::mem::forget(file);
+            }
+        }
+    }
 }
