@@ -158,6 +158,17 @@ impl CommandLine {
         vars
     }
 
+    /// How many command-line tasks each stage has.
+    pub fn stage_counts(&self) -> [(crate::config::Stage, usize); 4] {
+        use crate::config::Stage;
+        [
+            (Stage::Boot, self.boot.len()),
+            (Stage::Async, self.async_.len()),
+            (Stage::Sync, self.sync.len()),
+            (Stage::Halt, self.halt.len()),
+        ]
+    }
+
     /// The argv that boot files see as `"$@"` (and may rewrite with `set --`): the stage options
     /// in TrivialRC's order B, H, D, F, then the trailing command. The work dir and the long
     /// options are trc's own and are left out, as TrivialRC leaves out `-w DIR`.

@@ -65,6 +65,8 @@ pub enum ConfigError {
     EmptyName { path: PathBuf, stage: Stage },
     #[error("{}: {stage} task name \"{name}\" is already used by {}", second.display(), first.display())]
     DuplicateName { stage: Stage, name: String, first: PathBuf, second: PathBuf },
+    #[error("{}: {stage} task name \"{name}\" is also the name of the command-line task {option}", path.display())]
+    NameTakenByCommandLine { stage: Stage, name: String, path: PathBuf, option: String },
     #[error("{name}={value:?}: {problem}")]
     BadVariable { name: &'static str, value: String, problem: String },
     #[error("{}:{line}: {problem}", path.display())]

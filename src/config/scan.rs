@@ -42,6 +42,39 @@ pub struct TaskFiles {
 }
 
 impl TaskFiles {
+    /// Checks that no file task has the name of a command-line task of its stage: `counts` are
+    /// the numbers of `-B`, `-D`, `-F`, `-H` tasks, and `trailing` tells whether there is a
+    /// trailing command (named `cmd`).
+    pub fn check_cli_names(&self, counts: [(Stage, usize); 4], trailing: bool) -> Result<(), ConfigError> {
+        for (stage, count) in counts {
+            let option = match stage {
+                Stage::Boot => "-B",
+                Stage::Async => "-D",
+                Stage::Sync => "-F",
+                Stage::Halt => "-H",
+            };
+            for file in self.stage(stage) {
+                let numbered = (1..=count).find(|i| file.name == format!("{stage}-{i}"));
+                let option = match numbered {
+                    Some(i) => Some(format!("{option} #{i}")),
+                    None if stage == Stage::Sync && trailing && file.name == "cmd" => {
+                        Some("COMMAND (the trailing command)".to_owned())
+                    }
+                    None => None,
+                };
+                if let Some(option) = option {
+                    return Err(ConfigError::NameTakenByCommandLine {
+                        stage,
+                        name: file.name.clone(),
+                        path: file.path.clone(),
+                        option,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn stage(&self, stage: Stage) -> &[TaskFile] {
         match stage {
             Stage::Boot => &self.boot,

@@ -99,6 +99,9 @@ pub fn run(setup: Setup) -> i32 {
         Ok(files) => files,
         Err(e) => return config_error(&e, EXIT_CONFIG),
     };
+    if let Err(e) = files.check_cli_names(setup.cli.stage_counts(), !setup.cli.command.is_empty()) {
+        return config_error(&e, EXIT_CONFIG);
+    }
     if let Err(e) = signals::prepare() {
         return config_error(&format!("cannot set up signals: {e}"), EXIT_CONFIG);
     }
@@ -355,7 +358,13 @@ impl Supervisor {
         self.boot_state = Some(save.state);
         if may_rewrite_argv {
             match self.cli.reparse_tasks(save.argv) {
-                Ok(cli) => self.cli = cli,
+                Ok(cli) => {
+                    if let Err(e) = self.files.check_cli_names(cli.stage_counts(), !cli.command.is_empty()) {
+                        error!("{}: after the command line it left: {e}", self.tasks[id].label);
+                        return Err(EXIT_CONFIG);
+                    }
+                    self.cli = cli;
+                }
                 Err(e) => {
                     let msg = e.render().to_string();
                     error!(
