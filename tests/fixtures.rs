@@ -8,7 +8,11 @@
 //!   time and pid become `TS` and `PID`, `<pid=N>` stays `<pid=N>`, and the fixture's own path
 //!   becomes `WORKDIR`.
 //!
-//! Each run gets an empty scratch directory in `$SCRATCH` for files its tasks write.
+//! - `about`  (optional, not read) what the scenario shows and how it differs from TrivialRC's.
+//!
+//! Each run gets an empty scratch directory in `$SCRATCH` for files its tasks write. Fixtures
+//! that need an order between tasks use small shell functions defined by a boot file
+//! (`mark`, `started NAME`, `gone NAME`, `idle`) instead of racing sleeps.
 
 mod common;
 
@@ -21,19 +25,12 @@ fn read_opt(dir: &Path, name: &str) -> Option<String> {
 }
 
 fn run_fixture(dir: &Path) -> Result<(), String> {
-    let args: Vec<String> = read_opt(dir, "args")
-        .map(|a| a.lines().map(str::to_owned).collect())
-        .unwrap_or_default();
+    let args: Vec<String> =
+        read_opt(dir, "args").map(|a| a.lines().map(str::to_owned).collect()).unwrap_or_default();
     let scratch = tempfile::tempdir().unwrap();
     let mut trc = Trc::new(dir, &args).env("SCRATCH", scratch.path().to_str().unwrap());
-    for line in read_opt(dir, "env")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-    {
-        let (k, v) = line
-            .split_once('=')
-            .ok_or_else(|| format!("bad env line {line:?}"))?;
+    for line in read_opt(dir, "env").unwrap_or_default().lines().filter(|l| !l.trim().is_empty()) {
+        let (k, v) = line.split_once('=').ok_or_else(|| format!("bad env line {line:?}"))?;
         trc = trc.env(k, v);
     }
     let out = trc.run();
@@ -46,27 +43,19 @@ fn run_fixture(dir: &Path) -> Result<(), String> {
         .parse()
         .map_err(|e| format!("bad `status` file: {e}"))?;
     if out.code() != want_status {
-        problems.push(format!(
-            "exit status {} (expected {want_status})",
-            out.code()
-        ));
+        problems.push(format!("exit status {} (expected {want_status})", out.code()));
     }
     for (name, got) in [("stdout", &stdout), ("stderr", &stderr)] {
         if let Some(want) = read_opt(dir, name) {
             if &want != got {
-                problems.push(format!(
-                    "{name} differs\n--- expected\n{want}--- got\n{got}---"
-                ));
+                problems.push(format!("{name} differs\n--- expected\n{want}--- got\n{got}---"));
             }
         }
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "{}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            problems.join("\n")
-        ))
+        Err(format!("{}\nstdout:\n{stdout}\nstderr:\n{stderr}", problems.join("\n")))
     }
 }
 

@@ -136,8 +136,9 @@ impl LogStream {
     /// Makes the FIFO at `path` (mode 0600) and opens it read-write.
     pub fn create(path: PathBuf, name: &str, output: Output, raw: bool) -> io::Result<Rc<LogStream>> {
         let _ = std::fs::remove_file(&path);
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("{}: mkfifo: {e}", path.display())))?;
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| {
+            io::Error::new(io::Error::from(e).kind(), format!("{}: mkfifo: {e}", path.display()))
+        })?;
         let rx = pipe::OpenOptions::new().read_write(true).open_receiver(&path)?;
         let colour = output.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         let prefixer = Prefixer::new(Prefixer::prefix_for(name, colour), raw);

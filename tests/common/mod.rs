@@ -37,9 +37,7 @@ impl Output {
     /// The exit code, or 128+N when trc itself died of signal N (which it should never do).
     pub fn code(&self) -> i32 {
         use std::os::unix::process::ExitStatusExt;
-        self.status
-            .code()
-            .unwrap_or_else(|| 128 + self.status.signal().unwrap_or(0))
+        self.status.code().unwrap_or_else(|| 128 + self.status.signal().unwrap_or(0))
     }
 }
 
@@ -55,10 +53,7 @@ impl Trc {
         cmd.current_dir(cwd).args(args.into_iter().map(Into::into));
         for (key, _) in std::env::vars_os() {
             let key_str = key.to_string_lossy();
-            if key_str.starts_with("RC_")
-                || key_str.starts_with("TRC_")
-                || key_str == "NOTIFY_SOCKET"
-            {
+            if key_str.starts_with("RC_") || key_str.starts_with("TRC_") || key_str == "NOTIFY_SOCKET" {
                 cmd.env_remove(&key);
             }
         }
@@ -111,35 +106,20 @@ impl Running {
         let mut child = cmd.spawn().expect("start trc");
         let (tx, rx) = channel();
         for (stream, reader) in [
-            (
-                Stream::Stdout,
-                Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            ),
-            (
-                Stream::Stderr,
-                Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
-            ),
+            (Stream::Stdout, Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>),
+            (Stream::Stderr, Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>),
         ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(reader);
                 let mut buf = Vec::new();
-                while reader
-                    .read_until(b'\n', &mut buf)
-                    .map(|n| n > 0)
-                    .unwrap_or(false)
-                {
+                while reader.read_until(b'\n', &mut buf).map(|n| n > 0).unwrap_or(false) {
                     let _ = tx.send((stream, String::from_utf8_lossy(&buf).into_owned()));
                     buf.clear();
                 }
             });
         }
-        Running {
-            child,
-            lines: rx,
-            stdout: String::new(),
-            stderr: String::new(),
-        }
+        Running { child, lines: rx, stdout: String::new(), stderr: String::new() }
     }
 
     pub fn pid(&self) -> i32 {
@@ -208,19 +188,14 @@ impl Running {
         while let Ok((stream, line)) = self.lines.recv_timeout(DEADLINE) {
             self.keep(stream, &line);
         }
-        Output {
-            status,
-            stdout: self.stdout,
-            stderr: self.stderr,
-        }
+        Output { status, stdout: self.stdout, stderr: self.stderr }
     }
 }
 
 /// Replaces the time and pid of TrivialRC-format log lines so they can be compared:
 /// `2026-11-24 06:58:41 trc [sync/5572]: text` becomes `TS trc [sync/PID]: text`.
 pub fn normalize(text: &str) -> String {
-    let re =
-        regex::Regex::new(r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\S+) \[(\w+)/\d+\]:").unwrap();
+    let re = regex::Regex::new(r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\S+) \[(\w+)/\d+\]:").unwrap();
     let text = re.replace_all(text, "TS $1 [$2/PID]:");
     let pid = regex::Regex::new(r"<pid=\d+>").unwrap();
     pid.replace_all(&text, "<pid=N>").into_owned()
@@ -230,11 +205,8 @@ pub fn normalize(text: &str) -> String {
 /// a failure. Elsewhere the skip is said in the output.
 pub fn can_use_namespaces(test: &str) -> bool {
     let root = nix::unistd::geteuid().is_root();
-    let unshare = Command::new("unshare")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let unshare =
+        Command::new("unshare").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
     if root && unshare {
         return true;
     }
@@ -257,10 +229,9 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// Whether a process with this pid exists and is not a zombie.
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
+        Ok(stat) => {
+            stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(false)
+        }
         Err(_) => false,
     }
 }
