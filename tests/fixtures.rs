@@ -8,7 +8,11 @@
 //!   time and pid become `TS` and `PID`, `<pid=N>` stays `<pid=N>`, and the fixture's own path
 //!   becomes `WORKDIR`.
 //!
-//! Each run gets an empty scratch directory in `$SCRATCH` for files its tasks write.
+//! - `about`  (optional, not read) what the scenario shows and how it differs from TrivialRC's.
+//!
+//! Each run gets an empty scratch directory in `$SCRATCH` for files its tasks write. Fixtures
+//! that need an order between tasks use small shell functions defined by a boot file
+//! (`mark`, `started NAME`, `gone NAME`, `idle`) instead of racing sleeps.
 
 mod common;
 
