@@ -8,6 +8,9 @@
 //!   time and pid become `TS` and `PID`, `<pid=N>` stays `<pid=N>`, and the fixture's own path
 //!   becomes `WORKDIR`.
 //!
+//! With `TRC_BLESS=1` the runner writes the output it got into the existing `stdout`/`stderr`
+//! files instead of comparing: for a deliberate change of output; review `git diff` after.
+//!
 //! - `about`  (optional, not read) what the scenario shows and how it differs from TrivialRC's.
 //!
 //! Each run gets an empty scratch directory in `$SCRATCH` for files its tasks write. Fixtures
@@ -46,6 +49,11 @@ fn run_fixture(dir: &Path) -> Result<(), String> {
         problems.push(format!("exit status {} (expected {want_status})", out.code()));
     }
     for (name, got) in [("stdout", &stdout), ("stderr", &stderr)] {
+        // TRC_BLESS=1 writes what trc printed as the new expectation (review the diff!).
+        if std::env::var_os("TRC_BLESS").is_some() && dir.join(name).exists() {
+            fs::write(dir.join(name), got).unwrap();
+            continue;
+        }
         if let Some(want) = read_opt(dir, name) {
             if &want != got {
                 problems.push(format!("{name} differs\n--- expected\n{want}--- got\n{got}---"));

@@ -105,6 +105,26 @@ impl LineSplitter {
     }
 }
 
+/// Whether `line` is already a TrivialRC-format log line (`YYYY-MM-DD HH:MM:SS name [ns/pid]: `),
+/// as the integrated `log`, `warn` and `debug` functions of shell tasks write them: such a line
+/// names its source already and is passed without the task's prefix (as in TrivialRC's
+/// process-manager transcript).
+pub fn is_log_line(line: &[u8]) -> bool {
+    const SHAPE: &[u8] = b"dddd-dd-dd dd:dd:dd ";
+    if line.len() < SHAPE.len() + 8 {
+        return false;
+    }
+    let stamp = SHAPE.iter().zip(line).all(|(&s, &c)| if s == b'd' { c.is_ascii_digit() } else { s == c });
+    if !stamp {
+        return false;
+    }
+    let rest = &line[SHAPE.len()..];
+    let Some(open) = rest.iter().position(|&b| b == b'[') else { return false };
+    let Some(close) = rest[open..].windows(3).position(|w| w == b"]: ") else { return false };
+    let inside = &rest[open + 1..open + close];
+    open > 1 && rest[open - 1] == b' ' && inside.contains(&b'/')
+}
+
 fn memchr_newline(data: &[u8]) -> Option<usize> {
     data.iter().position(|&b| b == b'\n')
 }
@@ -142,12 +162,21 @@ impl LineSink {
         }
     }
 
+    /// Appends one line, prefixed (unless it is a log line already), to `out`.
+    fn console_line(&self, line: &[u8], out: &mut Vec<u8>) {
+        if !is_log_line(line) {
+            out.extend_from_slice(&self.prefix);
+        }
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+
     /// Sends one line to the journal as a record of its own.
     fn journal_line(&self, journal: &Journal, line: &[u8]) {
         let (priority, text) = split_priority(line);
         let priority = priority.unwrap_or(PRIORITY_INFO);
         let mut message = Vec::with_capacity(self.task.len() + 2 + text.len());
-        if !self.raw {
+        if !self.raw && !is_log_line(text) {
             message.extend_from_slice(self.task.as_bytes());
             message.extend_from_slice(b": ");
         }
@@ -204,12 +233,16 @@ impl LogStream {
 
     /// Reads what is in the pipe now, without waiting, and writes its complete lines.
     /// Returns how many bytes were read.
+    ///
+    /// This reads the fd itself (it is non-blocking) rather than through tokio's `try_read`,
+    /// which trusts the reactor's cached readiness and would read nothing when the reactor has
+    /// not polled since the data came: the drain at a task's exit must see every byte.
     pub fn read_available(&self) -> usize {
         let mut buf = vec![0u8; READ_SIZE];
         let mut out = Vec::new();
         let mut total = 0;
         loop {
-            match self.rx.try_read(&mut buf) {
+            match nix::unistd::read(self.rx.as_fd(), &mut buf).map_err(io::Error::from) {
                 Ok(0) => break,
                 Ok(n) => {
                     total += n;
@@ -237,11 +270,7 @@ impl LogStream {
                 self.splitter.borrow_mut().feed(data, &mut |line| sink.journal_line(journal, line))
             }
             None if sink.raw => out.extend_from_slice(data),
-            None => self.splitter.borrow_mut().feed(data, &mut |line| {
-                out.extend_from_slice(&sink.prefix);
-                out.extend_from_slice(line);
-                out.push(b'\n');
-            }),
+            None => self.splitter.borrow_mut().feed(data, &mut |line| sink.console_line(line, out)),
         }
     }
 
@@ -257,11 +286,7 @@ impl LogStream {
         let mut out = Vec::new();
         match &sink.journal {
             Some(journal) => self.splitter.borrow_mut().flush(&mut |line| sink.journal_line(journal, line)),
-            None => self.splitter.borrow_mut().flush(&mut |line| {
-                out.extend_from_slice(&sink.prefix);
-                out.extend_from_slice(line);
-                out.push(b'\n');
-            }),
+            None => self.splitter.borrow_mut().flush(&mut |line| sink.console_line(line, &mut out)),
         }
         if !out.is_empty() {
             sink.output.write_all(&out);
@@ -283,7 +308,11 @@ impl LogStream {
             } else if self.rx.readable().await.is_err() {
                 return;
             }
-            self.read_available();
+            // Read until EAGAIN, then report WouldBlock so that tokio clears the readiness.
+            let _ = self.rx.try_io(|| {
+                self.read_available();
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
         }
     }
 }
@@ -331,6 +360,15 @@ mod tests {
         let lens: Vec<usize> = got.iter().map(Vec::len).collect();
         assert_eq!(lens, [MAX_LINE, MAX_LINE, 10]);
         assert!(!p.has_partial());
+    }
+
+    #[test]
+    fn trivialrc_log_lines_are_recognised() {
+        assert!(is_log_line(b"2026-11-24 06:58:41 trc [sync/5572]: Launching"));
+        assert!(is_log_line(b"2026-11-24 06:58:41 trc [async/1]:  - dbg"));
+        assert!(!is_log_line(b"2026-11-24 06:58:41 plain text"));
+        assert!(!is_log_line(b"2026-11-24 06:58:41 [x]: no slash"));
+        assert!(!is_log_line(b"hello"));
     }
 
     #[test]
