@@ -170,6 +170,7 @@ pub fn run(setup: Setup) -> i32 {
             boot_state: None,
             signals,
             pending: VecDeque::new(),
+            teardown_started: None,
             logs: HashMap::new(),
             journal,
             notifier,
@@ -256,6 +257,8 @@ struct Supervisor {
     signals: Signals,
     /// Events taken from one wake-up that are still to be handled.
     pending: VecDeque<Event>,
+    /// When teardown began (for telling a repeated signal from an insistent one).
+    teardown_started: Option<Instant>,
     /// The log pipes of the tasks that have them (all but the trailing command).
     logs: HashMap<TaskId, TaskLogs>,
     /// journald, when records go there natively.
@@ -517,6 +520,7 @@ impl Supervisor {
     /// Stops every task group at once: the stop signal now, SIGKILL to what is left of a group
     /// after its stop-timeout. Then every other process trc adopted.
     async fn teardown(&mut self) {
+        self.teardown_started = Some(Instant::now());
         self.notify("STOPPING=1");
         info!("Trying to terminate sub-processes...");
         // Groups whose leader already exited may still have members: they are stopped too.
@@ -564,14 +568,22 @@ impl Supervisor {
                     }
                 }
                 Event::Deadline => self.kill_overdue(Some(Instant::now()), &mut lingering),
-                Event::Signal(sig) => {
-                    warn!("got SIG{} while stopping: killing what is left now", signals::name(sig));
+                Event::Signal(sig) if self.is_insistent() => {
+                    warn!("got SIG{} again while stopping: killing what is left now", signals::name(sig));
                     self.kill_overdue(None, &mut lingering);
                 }
+                Event::Signal(sig) => debug!("SIG{} while stopping: already stopping", signals::name(sig)),
                 Event::Reaped => {}
             }
         }
         self.sweep_adopted().await;
+    }
+
+    /// Whether a signal now is the operator insisting ("press Ctrl-C again to force"): at least
+    /// a second after teardown began. The same signal often arrives twice at once (sent to trc
+    /// and to its process group, as `timeout` and a terminal do); that must not count.
+    fn is_insistent(&self) -> bool {
+        self.teardown_started.is_some_and(|t| t.elapsed() >= Duration::from_secs(1))
     }
 
     /// Asks a running task to stop: its stop signal to its process group now, SIGKILL when its
@@ -632,7 +644,11 @@ impl Supervisor {
                     let _ = nix::sys::signal::kill(pid, sig);
                 }
             }
-            match self.next_event(if killed { None } else { Some(deadline) }).await {
+            let event = self.next_event(if killed { None } else { Some(deadline) }).await;
+            match event {
+                Event::Signal(sig) if !self.is_insistent() => {
+                    debug!("SIG{} while stopping: already stopping", signals::name(sig))
+                }
                 Event::Deadline | Event::Signal(_) => {
                     killed = true;
                     for pid in reap::children() {
@@ -663,16 +679,9 @@ impl Supervisor {
                             break status;
                         }
                     }
-                    Event::Signal(sig) => {
-                        if let Some(pid) = self.tasks[id].pid() {
-                            warn!(
-                                "got SIG{} during halt: killing {}",
-                                signals::name(sig),
-                                self.tasks[id].label
-                            );
-                            reap::signal_group(pid, Signal::SIGKILL);
-                        }
-                    }
+                    // Halt tasks run to completion, as in TrivialRC (which ignores signals
+                    // from its exit hook on): a signal must not cut a cleanup short.
+                    Event::Signal(sig) => debug!("SIG{} during halt: ignored", signals::name(sig)),
                     Event::Reaped | Event::Deadline => {}
                 }
             };
