@@ -14,6 +14,7 @@ trc=${TRC:-target/release/trc}
 [ -x "$trc" ] || { echo "build first: cargo build --release (or set TRC=...)" >&2; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+mkdir "$out/empty"
 
 now() { date +%s.%N; }
 # median of the numbers on stdin
@@ -33,7 +34,7 @@ time_it() {
     printf '%s %s %s\n' "$name" "$n" "$(printf '%s\n' "${t[@]}" | median)"
 }
 
-run_trc() { "$trc" -D "seq $lines"; }
+run_trc() { "$trc" -w "$out/empty" -D "seq $lines"; }
 run_sed() { seq "$lines" | sed 's/^/x: /'; }
 run_bash() { seq "$bash_lines" | while IFS= read -r l; do echo "x: $l"; done; }
 

@@ -17,6 +17,7 @@ Environment (each long option sets the variable of the same meaning; the option 
   RC_VERBOSE=true         log what trc does, in TrivialRC's format, on stdout
   RC_VERBOSE_EXTRA=true   also log debug lines (needs RC_VERBOSE=true)
   RC_DEBUG=true           run shell tasks with `set -x`
+  RC_LOG_PREFIX=false     pass task output through untouched (no name prefix)
   RC_LOG=SINK             auto (default: journald when stderr is the journal) | journal | console
   RC_STOP_TIMEOUT=DUR     how long a task may take to stop before SIGKILL (default 5s)
   RC_STOP_SIGNAL=SIG      the signal that asks a task to stop (default TERM)

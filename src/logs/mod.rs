@@ -74,6 +74,9 @@ struct Fields {
     ns: Option<String>,
     pid: Option<u32>,
     task: Option<String>,
+    /// For journal records whose console line shows main's pid (a halt task's exit).
+    stage: Option<String>,
+    task_pid: Option<u32>,
 }
 
 impl Visit for Fields {
@@ -81,6 +84,7 @@ impl Visit for Fields {
         match field.name() {
             "ns" => self.ns = Some(value.to_owned()),
             "task" => self.task = Some(value.to_owned()),
+            "stage" => self.stage = Some(value.to_owned()),
             "message" => self.message.push_str(value),
             _ => {}
         }
@@ -93,8 +97,10 @@ impl Visit for Fields {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if field.name() == "pid" {
-            self.pid = u32::try_from(value).ok();
+        match field.name() {
+            "pid" => self.pid = u32::try_from(value).ok(),
+            "task_pid" => self.task_pid = u32::try_from(value).ok(),
+            _ => {}
         }
     }
 
@@ -137,7 +143,7 @@ impl<S: Subscriber> Layer<S> for Console {
                 Level::INFO => journal::PRIORITY_INFO,
                 _ => journal::PRIORITY_DEBUG,
             };
-            let pid = pid.to_string();
+            let pid = fields.task_pid.unwrap_or(pid).to_string();
             let priority = [b'0' + priority];
             let mut record: Vec<(&str, &[u8])> = vec![
                 ("MESSAGE", line.trim_end().as_bytes()),
@@ -145,7 +151,7 @@ impl<S: Subscriber> Layer<S> for Console {
                 ("SYSLOG_IDENTIFIER", b"trc"),
             ];
             if let Some(task) = &fields.task {
-                let stage = if ns == "main" { "boot" } else { ns };
+                let stage = fields.stage.as_deref().unwrap_or(if ns == "main" { "boot" } else { ns });
                 record.push(("TRC_TASK", task.as_bytes()));
                 record.push(("TRC_STAGE", stage.as_bytes()));
                 record.push(("TRC_TASK_PID", pid.as_bytes()));

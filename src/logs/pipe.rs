@@ -56,6 +56,8 @@ impl Output {
 #[derive(Debug, Clone, Default)]
 pub struct LineSplitter {
     partial: Vec<u8>,
+    /// The last piece was cut at MAX_LINE: a newline right after it belongs to it.
+    split_at_bound: bool,
 }
 
 impl LineSplitter {
@@ -71,15 +73,20 @@ impl LineSplitter {
             let room = MAX_LINE - self.partial.len();
             let window = &data[..data.len().min(room)];
             match memchr_newline(window) {
+                Some(0) if std::mem::take(&mut self.split_at_bound) => data = &data[1..],
                 Some(end) => {
+                    self.split_at_bound = false;
                     self.emit(&data[..end], emit);
                     data = &data[end + 1..];
                 }
                 None if window.len() == room => {
                     self.emit(window, emit);
                     data = &data[room..];
+                    // The newline that ends exactly this piece ends it: no empty line after it.
+                    self.split_at_bound = true;
                 }
                 None => {
+                    self.split_at_bound = false;
                     self.partial.extend_from_slice(window);
                     data = &[];
                 }
@@ -359,6 +366,12 @@ mod tests {
         let got = lines(&mut p, &[&data[..1000], &data[1000..]]);
         let lens: Vec<usize> = got.iter().map(Vec::len).collect();
         assert_eq!(lens, [MAX_LINE, MAX_LINE, 10]);
+        // A line of exactly MAX_LINE bytes is one line, with no empty line after it.
+        let mut exact = vec![b'b'; MAX_LINE];
+        exact.extend_from_slice(b"\nnext\n");
+        let got = lines(&mut p, &[&exact]);
+        let lens: Vec<usize> = got.iter().map(Vec::len).collect();
+        assert_eq!(lens, [MAX_LINE, 4]);
         assert!(!p.has_partial());
     }
 

@@ -196,7 +196,7 @@ fn choose_journal(setup: &Setup) -> Option<Arc<Journal>> {
     match Journal::connect(path) {
         Ok(journal) => Some(Arc::new(journal)),
         Err(e) => {
-            warn!("cannot reach journald at {} ({e}): logging to the console", path.display());
+            error!("cannot reach journald at {} ({e}): logging to the console", path.display());
             None
         }
     }
@@ -799,7 +799,7 @@ impl Supervisor {
         let (ns, long, label) = (task.stage.ns(), task.ns_long(), &task.label);
         match task.stage {
             Stage::Async | Stage::Sync => {
-                info!(ns, pid = pid.as_raw(), "Launching in the {long}: {label}")
+                info!(ns, pid = pid.as_raw(), task = task.name.as_str(), "Launching in the {long}: {label}")
             }
             Stage::Halt => {
                 let what = if matches!(task.source, Source::File { .. }) { "script" } else { "command" };
@@ -908,7 +908,13 @@ impl Supervisor {
             ),
             Stage::Halt => {
                 let what = if matches!(task.source, Source::File { .. }) { "script" } else { "command" };
-                info!("Exiting from the shutdown {what} (exitcode={status}): {}", task.label)
+                info!(
+                    task = task.name.as_str(),
+                    stage = "halt",
+                    task_pid = pid.map_or(0, Pid::as_raw),
+                    "Exiting from the shutdown {what} (exitcode={status}): {}",
+                    task.label
+                )
             }
             Stage::Boot => debug!("boot task {} exited (exitcode={status})", task.label),
         }
