@@ -1,6 +1,6 @@
 //! trc's private runtime directory: boot state now, task log pipes and the control socket later.
 //! `$XDG_RUNTIME_DIR/trc/<instance>`, or `/run/trc/<instance>` for root, else
-//! `$TMPDIR/trc-<uid>/<instance>`; created with mode 0700 and removed when trc exits.
+//! `$TMPDIR/trc-<uid>/<instance>` (`<pid>-<random>`); created with mode 0700 and removed when trc exits.
 
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
@@ -12,7 +12,7 @@ pub struct RuntimeDir {
 }
 
 impl RuntimeDir {
-    /// Creates the directory of this instance (named after trc's pid for now).
+    /// Creates the directory of this instance: `<pid>-<random>`.
     pub fn create() -> io::Result<RuntimeDir> {
         let base = base_dir();
         std::fs::DirBuilder::new()
@@ -20,15 +20,19 @@ impl RuntimeDir {
             .mode(0o700)
             .create(&base)
             .map_err(|e| io::Error::new(e.kind(), format!("runtime dir {}: {e}", base.display())))?;
-        let path = base.join(std::process::id().to_string());
-        // A directory left by a crashed trc whose pid we now have is stale: start afresh.
-        if path.exists() {
-            let _ = std::fs::remove_dir_all(&path);
-        }
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("runtime dir {}: {e}", path.display())))?;
+        // Unique per instance, created exclusively: two trc with the same pid (PID 1 of two
+        // containers sharing /run, say) never share or delete each other's dir.
+        let mut attempt = 0;
+        let path = loop {
+            let path = base.join(format!("{}-{:08x}", std::process::id(), random_u32()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => break path,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
+                Err(e) => {
+                    return Err(io::Error::new(e.kind(), format!("runtime dir {}: {e}", path.display())))
+                }
+            }
+        };
         Ok(RuntimeDir { path })
     }
 
@@ -40,6 +44,14 @@ impl RuntimeDir {
     pub fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// A random number: std's hasher keys are random per process (and per `RandomState`).
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish() as u32
 }
 
 fn base_dir() -> PathBuf {

@@ -5,8 +5,10 @@ mod common;
 use common::{can_use_namespaces, trc_bin, Running};
 use std::process::{Command, Stdio};
 
-fn in_namespace(args: &[&str]) -> Command {
+/// `trc ARGS` as PID 1 of a new PID namespace, run in `cwd` (an empty dir: no trc.d there).
+fn in_namespace(cwd: &std::path::Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("unshare");
+    cmd.current_dir(cwd);
     cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc"]).arg(trc_bin()).args(args);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("RC_") {
@@ -41,7 +43,8 @@ fn orphans_are_reaped_and_a_task_can_stop_pid_1() {
         exec sleep 60"#,
         p = pidfile.display()
     );
-    let mut run = Running::start(in_namespace(&["--wait-policy", "wait_all", "-D", &orphan, "-F", &check]));
+    let mut run =
+        Running::start(in_namespace(dir.path(), &["--wait-policy", "wait_all", "-D", &orphan, "-F", &check]));
     run.wait_for_line("reaped");
     let out = run.wait();
     assert_eq!(out.code(), 143, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
@@ -52,7 +55,9 @@ fn a_signal_from_outside_ends_pid_1_with_128_plus_n() {
     if !can_use_namespaces("a_signal_from_outside_ends_pid_1_with_128_plus_n") {
         return;
     }
-    let mut run = Running::start(in_namespace(&["-D", "echo up; exec sleep 60", "-D", "exec sleep 60"]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut run =
+        Running::start(in_namespace(dir.path(), &["-D", "echo up; exec sleep 60", "-D", "exec sleep 60"]));
     run.wait_for_line("up");
     // trc is the child of the unshare process; signal it by its pid outside the namespace.
     let unshare = run.pid();
