@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{process_alive, trc_bin, wait_until, Trc, DEADLINE};
+use common::{process_alive, sleeper, trc_bin, wait_sleeping, wait_until, Trc, DEADLINE};
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -147,26 +147,6 @@ fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
             (x >> 16) as u8
         })
         .collect()
-}
-
-/// Shell code that runs `sleep 1000` in the background and waits for it, writing the sleep's
-/// pid to `<dir>/<name>.pid`. Tests signal trc only once that sleep really runs
-/// ([`wait_sleeping`]): a stop signal that reaches bash while it `exec`s a program is lost (a
-/// race in the task prelude's traps), and the task then takes the stop-timeout to die.
-fn sleeper(dir: &Path, name: &str) -> String {
-    let p = dir.join(format!("{name}.pid"));
-    format!("sleep 1000 & echo $! > {p}.tmp; mv {p}.tmp {p}; wait", p = p.display())
-}
-
-/// Waits until the `sleep` of [`sleeper`] runs (has been exec'd).
-fn wait_sleeping(dir: &Path, name: &str) {
-    let p = dir.join(format!("{name}.pid"));
-    wait_until(&format!("the sleep of {name}"), || {
-        let pid = std::fs::read_to_string(&p).ok().and_then(|t| t.trim().parse::<i32>().ok());
-        pid.is_some_and(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
-        })
-    });
 }
 
 /// Waits until `path` exists.
@@ -525,11 +505,12 @@ fn a_helper_logs_through_trc_log_pipe_with_the_task_name() {
     assert_eq!(out.stdout_text(), "web: helper 1\nweb: helper 2\nweb: helper 3\nweb: task-done\n");
 }
 
-/// The runtime dir that holds a FIFO: `<...>/trc/<trc pid>/`.
+/// The runtime dir that holds a FIFO: `<...>/trc/<trc pid>-<random>/`.
 fn check_fifo_path(path: &Path, trc_pid: i32, file: &str) {
     assert_eq!(path.file_name().unwrap().to_str().unwrap(), file);
     let parent = path.parent().unwrap();
-    assert_eq!(parent.file_name().unwrap().to_str().unwrap(), trc_pid.to_string(), "{}", path.display());
+    let dir = parent.file_name().unwrap().to_str().unwrap();
+    assert!(dir.starts_with(&format!("{trc_pid}-")), "{}", path.display());
     assert_eq!(parent.parent().unwrap().file_name().unwrap().to_str().unwrap(), "trc");
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{trc_bin, wait_until, Running, Trc, DEADLINE};
+use common::{sleeper, trc_bin, wait_sleeping, Running, Trc, DEADLINE};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
@@ -103,26 +103,6 @@ fn trc(cwd: &Path, manager: &Manager, args: &[&str]) -> Trc {
     let mut trc = Trc::new(cwd, args).env("NOTIFY_SOCKET", &manager.address);
     trc.command().env_remove("WATCHDOG_USEC").env_remove("WATCHDOG_PID");
     trc
-}
-
-/// Shell code that runs `sleep 1000` in the background and waits for it, writing the sleep's
-/// pid to `<dir>/<name>.pid`. Tests signal trc only once that sleep really runs
-/// ([`wait_sleeping`]): a stop signal that reaches bash while it `exec`s a program is lost (a
-/// race in the task prelude's traps), and the task then takes the stop-timeout to die.
-fn sleeper(dir: &Path, name: &str) -> String {
-    let p = dir.join(format!("{name}.pid"));
-    format!("sleep 1000 & echo $! > {p}.tmp; mv {p}.tmp {p}; wait", p = p.display())
-}
-
-/// Waits until the `sleep` of [`sleeper`] runs (has been exec'd).
-fn wait_sleeping(dir: &Path, name: &str) {
-    let p = dir.join(format!("{name}.pid"));
-    wait_until(&format!("the sleep of {name}"), || {
-        let pid = std::fs::read_to_string(&p).ok().and_then(|t| t.trim().parse::<i32>().ok());
-        pid.is_some_and(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
-        })
-    });
 }
 
 fn tmp() -> tempfile::TempDir {
