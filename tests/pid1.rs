@@ -1,0 +1,295 @@
+//! trc as PID 1 of a new PID namespace (`unshare --pid --fork --kill-child --mount-proc`), as
+//! in a container: it reaps orphans (no zombie is ever left), its signal handlers work (PID 1
+//! gets no default action: only signals it handles reach it), and when it exits nothing of the
+//! namespace is left.
+//!
+//! Needs root and unshare(1): each test returns early (saying so) without them, except under
+//! `CI=true`, where that is a failure.
+
+mod common;
+
+use common::{can_use_namespaces, process_alive, trc_bin, wait_until, Output, Running};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+// ----- helpers ------------------------------------------------------------------------------
+
+/// `trc ARGS` as PID 1 of a new PID namespace (with its own /proc), run in `dir`, which tasks
+/// find as `$DIR`; the outer `RC_*`/`TRC_*` variables removed, as the harness does.
+fn in_namespace(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.current_dir(dir);
+    cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc"]).arg(trc_bin()).args(args);
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("RC_") || k.starts_with("TRC_") || k == "NOTIFY_SOCKET" {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("DIR", dir).env("PWD", dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn start(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Running {
+    Running::start(in_namespace(dir, env, args))
+}
+
+/// The parent pid of a process, from /proc/PID/stat (None when it is gone).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// trc's pid outside the namespace: the (only) child of the unshare process.
+fn trc_host_pid(running: &Running) -> i32 {
+    let unshare = running.pid();
+    let mut found = None;
+    wait_until("trc to run under unshare", || {
+        let children =
+            std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).unwrap_or_default();
+        found = children.split_whitespace().next().and_then(|p| p.parse::<i32>().ok());
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// The PID namespace of a process, as its /proc/PID/ns/pid link reads (`pid:[4026532...]`).
+fn pid_namespace(pid: i32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().map(|l| l.to_string_lossy().into_owned())
+}
+
+/// Every process (seen from outside) in the PID namespace `ns`.
+fn processes_in(ns: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|&pid| pid_namespace(pid).as_deref() == Some(ns))
+        .collect()
+}
+
+/// A line containing `needle`, which may already have arrived.
+fn wait_for(running: &mut Running, needle: &str) {
+    if !running.stdout.contains(needle) && !running.stderr.contains(needle) {
+        running.wait_for_line(needle);
+    }
+}
+
+fn show(out: &Output) -> String {
+    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", out.status, out.stdout, out.stderr)
+}
+
+// ----- PID 1 --------------------------------------------------------------------------------
+
+#[test]
+fn trc_is_pid_1_and_tasks_see_mainpid_1() {
+    if !can_use_namespaces("trc_is_pid_1_and_tasks_see_mainpid_1") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = start(dir.path(), &[("RC_VERBOSE", "true")], &["-F", "echo \"task: MAINPID=$MAINPID\""]).wait();
+    assert_eq!(out.code(), 0, "{}", show(&out));
+    assert!(out.stdout.contains("task: MAINPID=1"), "{}", show(&out));
+    assert!(out.stdout.contains("trc [main/1]: Exited (exitcode=0)"), "{}", show(&out));
+}
+
+/// Orphans re-parented to PID 1 are reaped: a task double-forks short-lived processes (their
+/// parent exits at once; the first one runs until the task has seen it adopted by PID 1), and
+/// waits (bounded) until /proc has no entry for them at all
+/// (a zombie would keep it), and checks that `ps` shows no zombie in the namespace.
+#[test]
+fn orphans_are_reaped_by_pid_1() {
+    if !can_use_namespaces("orphans_are_reaped_by_pid_1") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let check = r#"
+        gone() { for _i in $(seq 600); do [ -e /proc/$1 ] || return 0; sleep 0.05; done; return 1; }
+        no_zombies() {
+            z=$(ps -eo pid=,stat=,args= | awk '$2 ~ /^Z/')
+            [ -z "$z" ] || { echo "zombies: $z"; ps -eo pid,ppid,stat,args; exit 7; }
+        }
+        sh -c '(while [ ! -e $DIR/release ]; do sleep 0.02; done) & echo $! > $DIR/orphan.pid'
+        p=$(cat $DIR/orphan.pid)
+        echo "orphan $p has parent $(ps -o ppid= -p $p | tr -d ' ')"
+        touch $DIR/release
+        gone $p || { echo "not reaped: $(cat /proc/$p/stat)"; exit 8; }
+        no_zombies
+        echo reaped-one
+        for i in $(seq 20); do sh -c 'sleep 0.2 & echo $! >> $DIR/orphans'; done
+        for p in $(cat $DIR/orphans); do gone $p || { echo "not reaped: $(cat /proc/$p/stat)"; exit 8; }; done
+        no_zombies
+        echo reaped-all
+    "#;
+    let out = start(dir.path(), &[], &["-F", check]).wait();
+    assert_eq!(out.code(), 0, "{}", show(&out));
+    assert!(out.stdout.contains("has parent 1\n"), "the orphan was not adopted by PID 1\n{}", show(&out));
+    assert!(out.stdout.contains("reaped-one") && out.stdout.contains("reaped-all"), "{}", show(&out));
+}
+
+/// PID 1 only gets the signals it has handlers for: `kill -SIG 1` from a task ending the group
+/// with 128+N proves the handlers are there. unshare(1) passes trc's status through.
+#[test]
+fn signals_to_pid_1_from_inside_end_the_group_with_128_plus_n() {
+    if !can_use_namespaces("signals_to_pid_1_from_inside_end_the_group_with_128_plus_n") {
+        return;
+    }
+    for (name, sig) in [
+        ("TERM", libc::SIGTERM),
+        ("INT", libc::SIGINT),
+        ("HUP", libc::SIGHUP),
+        ("USR1", libc::SIGUSR1),
+        ("QUIT", libc::SIGQUIT),
+        ("USR2", libc::SIGUSR2),
+        ("ALRM", libc::SIGALRM),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let task = format!("echo $$ > $DIR/task.pid; kill -{name} 1; sleep 100 & wait");
+        let out = start(
+            dir.path(),
+            &[("RC_VERBOSE", "true")],
+            &["-H", "echo \"halt: _exit_status=$_exit_status\"; exit $_exit_status", "-D", &task],
+        )
+        .wait();
+        let want = 128 + sig;
+        assert_eq!(out.code(), want, "kill -{name} 1\n{}", show(&out));
+        assert!(out.stdout.contains(&format!("halt: _exit_status={want}")), "kill -{name} 1\n{}", show(&out));
+        assert!(out.stdout.contains(&format!("Exited (exitcode={want})")), "kill -{name} 1\n{}", show(&out));
+    }
+}
+
+/// SIGPIPE to PID 1 from inside changes nothing: the group ends by its policy, status 0.
+#[test]
+fn sigpipe_to_pid_1_from_inside_is_harmless() {
+    if !can_use_namespaces("sigpipe_to_pid_1_from_inside_is_harmless") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = start(dir.path(), &[], &["-F", "kill -PIPE 1; kill -PIPE 1; echo still-here; exit 0"]).wait();
+    assert_eq!(out.code(), 0, "{}", show(&out));
+    assert!(out.stdout.contains("still-here"), "{}", show(&out));
+}
+
+/// SIGINT from outside to trc's host pid: 130, passed through by unshare; every process of
+/// the namespace (tasks, a daemon) is gone afterwards.
+#[test]
+fn sigint_from_outside_gives_130_and_leaves_nothing() {
+    if !can_use_namespaces("sigint_from_outside_gives_130_and_leaves_nothing") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = start(
+        dir.path(),
+        &[("RC_VERBOSE", "true")],
+        &[
+            "-D",
+            "(setsid sleep 300 & echo $! > $DIR/daemon.pid); echo up; sleep 100 & wait",
+            "-F",
+            "echo sync-up; sleep 100 & wait",
+        ],
+    );
+    wait_for(&mut run, "up");
+    wait_for(&mut run, "sync-up");
+    let trc = trc_host_pid(&run);
+    let ns = pid_namespace(trc).expect("trc's pid namespace");
+    assert_ne!(pid_namespace(std::process::id() as i32).as_deref(), Some(ns.as_str()), "not a new namespace");
+    wait_until("the daemon to start", || dir.path().join("daemon.pid").exists());
+    let members = processes_in(&ns);
+    assert!(members.len() >= 4, "trc, two tasks and a daemon, at least: {members:?}");
+    // SAFETY: kill(2) on trc, a descendant of this test which is alive (it printed "up").
+    assert_eq!(unsafe { libc::kill(trc, libc::SIGINT) }, 0);
+    let out = run.wait();
+    assert_eq!(out.code(), 130, "unshare's status\n{}", show(&out));
+    assert!(out.stdout.contains("trc [main/1]: Exited (exitcode=130)"), "{}", show(&out));
+    assert!(!process_alive(trc));
+    for pid in members {
+        assert!(!process_alive(pid), "process {pid} of the namespace outlived trc");
+    }
+    assert_eq!(processes_in(&ns), Vec::<i32>::new(), "processes left in {ns}");
+}
+
+/// The same with SIGTERM, and trc's own teardown (not the kernel's killing of a namespace whose
+/// init exited) is what empties it: a halt task, which runs after the teardown, finds nothing
+/// in the namespace but PID 1 and itself, though a daemon ignoring SIGTERM was running.
+#[test]
+fn after_teardown_only_pid_1_is_left_in_the_namespace() {
+    if !can_use_namespaces("after_teardown_only_pid_1_is_left_in_the_namespace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let halt = r#"
+        ps -eo pid=,ppid=,args= | while read -r pid ppid args; do
+            if [ "$pid" != 1 ] && [ "$pid" != $$ ] && [ "$ppid" != $$ ]; then echo "halt: left: $pid $ppid $args"; fi
+        done
+        echo "halt: checked, _exit_status=$_exit_status"
+        exit $_exit_status
+    "#;
+    let mut run = start(
+        dir.path(),
+        &[("RC_STOP_TIMEOUT", "1s")],
+        &[
+            "-H",
+            halt,
+            "-D",
+            "(setsid bash -c 'trap \"\" TERM; exec sleep 300' & echo $! > $DIR/stubborn.pid); \
+             (setsid sleep 300 & echo $! > $DIR/daemon.pid); sleep 100 & wait",
+            "-D",
+            "sh -c 'sleep 300 & wait' & echo up; wait",
+        ],
+    );
+    wait_for(&mut run, "up");
+    wait_until("the daemons to start", || {
+        dir.path().join("stubborn.pid").exists() && dir.path().join("daemon.pid").exists()
+    });
+    let trc = trc_host_pid(&run);
+    let ns = pid_namespace(trc).expect("trc's pid namespace");
+    let members = processes_in(&ns);
+    // SAFETY: kill(2) on trc, a descendant of this test which is alive (it printed "up").
+    assert_eq!(unsafe { libc::kill(trc, libc::SIGTERM) }, 0);
+    let out = run.wait();
+    assert_eq!(out.code(), 143, "{}", show(&out));
+    assert!(out.stdout.contains("halt: checked, _exit_status=143"), "{}", show(&out));
+    assert!(!out.stdout.contains("halt: left:"), "{}", show(&out));
+    for pid in members {
+        assert!(!process_alive(pid), "process {pid} of the namespace outlived trc");
+    }
+    assert_eq!(processes_in(&ns), Vec::<i32>::new(), "processes left in {ns}");
+}
+
+/// Under wait_any, the group ends by policy when a task finishes, as PID 1 too; orphans left
+/// by the finished task do not keep it (or the namespace) alive.
+#[test]
+fn policy_exit_as_pid_1_leaves_nothing() {
+    if !can_use_namespaces("policy_exit_as_pid_1_leaves_nothing") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = start(
+        dir.path(),
+        &[],
+        &[
+            "-D",
+            "(setsid sleep 300 & echo $! > $DIR/daemon.pid); sleep 300 & echo up; wait",
+            "-F",
+            "for i in $(seq 600); do [ -e $DIR/go ] && exit 5; sleep 0.05; done; exit 9",
+        ],
+    );
+    wait_for(&mut run, "up");
+    wait_until("the daemon to start", || dir.path().join("daemon.pid").exists());
+    let trc = trc_host_pid(&run);
+    assert_eq!(parent_of(trc), Some(run.pid()), "trc is the child of unshare");
+    let ns = pid_namespace(trc).expect("trc's pid namespace");
+    let members = processes_in(&ns);
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let out = run.wait();
+    assert_eq!(out.code(), 5, "{}", show(&out));
+    for pid in members {
+        assert!(!process_alive(pid), "process {pid} of the namespace outlived trc");
+    }
+    assert_eq!(processes_in(&ns), Vec::<i32>::new(), "processes left in {ns}");
+}
