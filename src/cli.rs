@@ -26,6 +26,8 @@ Environment (each long option sets the variable of the same meaning; the option 
   RC_RESTART_MAX_DELAY=D  cap of the delay; a run this long resets the doubling (default 30s)
   RC_START_LIMIT=LIMIT    N in DURATION: more starts in the window and the task gives up
                           (default 5 in 60s; none for no limit)
+  RC_INSTANCE=NAME        the instance name trcctl knows this trc by (default: the work
+                          dir's name; taken names get -2, -3...). Not passed on to tasks.
 A task file may set its own values in a header block (see README.md):
   ### BEGIN TRC
   # restart: on-failure
@@ -112,6 +114,11 @@ pub struct CommandLine {
     /// Where records go: auto (journald when stderr is the journal), journal, console [env: RC_LOG]
     #[arg(long, value_name = "SINK", value_parser = ["auto", "journal", "console"])]
     pub log: Option<String>,
+
+    /// This instance's name: its runtime dir and what `trcctl --instance` takes (default: the
+    /// work dir's name, or the next free `NAME-N`) [env: RC_INSTANCE]
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 
     /// The last sync task, run as an argv with trc's stdin, stdout and stderr untouched
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]

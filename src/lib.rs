@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod logs;
 pub mod runtime_dir;
 pub mod shell;

@@ -1,60 +1,202 @@
-//! trc's private runtime directory: boot state now, task log pipes and the control socket later.
-//! `$XDG_RUNTIME_DIR/trc/<instance>`, or `/run/trc/<instance>` for root, else
-//! `$TMPDIR/trc-<uid>/<instance>` (`<pid>-<random>`); created with mode 0700 and removed when trc exits.
+//! trc's runtime directory, one per running instance: boot state, task log pipes and the
+//! control socket. `$XDG_RUNTIME_DIR/trc/<instance>`, or `/run/trc/<instance>` for root, else
+//! `$TMPDIR/trc-<uid>/<instance>`; mode 0700, removed when trc exits.
+//!
+//! An instance owns its directory by holding an exclusive `flock` on `lock` inside it for as
+//! long as it runs. So two instances (nested ones too) never share one: the second takes the
+//! next free name (`app-2`), or refuses to start when its name was asked for explicitly. The
+//! directory of a trc that died without cleaning up has a lock nobody holds: it is stale, and
+//! the next instance of that name empties and reuses it.
 
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+/// The lock file whose `flock` marks a directory as in use.
+pub const LOCK_FILE: &str = "lock";
+/// The file that holds the owner's pid (for messages and `trcctl`).
+pub const PID_FILE: &str = "pid";
+/// The control socket's name in the directory.
+pub const SOCKET_FILE: &str = "control.sock";
 
 #[derive(Debug)]
 pub struct RuntimeDir {
     path: PathBuf,
+    name: String,
+    /// Held for the whole run; released (by closing) only after the directory is removed.
+    lock: Option<Flock<File>>,
 }
 
 impl RuntimeDir {
-    /// Creates the directory of this instance: `<pid>-<random>`.
-    pub fn create() -> io::Result<RuntimeDir> {
+    /// Takes the directory of instance `requested`, or of the first free name derived from
+    /// `default_name` (`name`, `name-2`, `name-3`...) when none was requested.
+    pub fn create(requested: Option<&str>, default_name: &str) -> io::Result<RuntimeDir> {
         let base = base_dir();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&base)
             .map_err(|e| io::Error::new(e.kind(), format!("runtime dir {}: {e}", base.display())))?;
-        // Unique per instance, created exclusively: two trc with the same pid (PID 1 of two
-        // containers sharing /run, say) never share or delete each other's dir.
-        let mut attempt = 0;
-        let path = loop {
-            let path = base.join(format!("{}-{:08x}", std::process::id(), random_u32()));
-            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => break path,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
-                Err(e) => {
-                    return Err(io::Error::new(e.kind(), format!("runtime dir {}: {e}", path.display())))
-                }
+        if let Some(name) = requested {
+            check_name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            return match take(&base, name)? {
+                Some(dir) => Ok(dir),
+                None => Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("instance \"{name}\" is already running{}", owner_note(&base.join(name))),
+                )),
+            };
+        }
+        for n in 1..=1000 {
+            let name = if n == 1 { default_name.to_owned() } else { format!("{default_name}-{n}") };
+            if let Some(dir) = take(&base, &name)? {
+                return Ok(dir);
             }
-        };
-        Ok(RuntimeDir { path })
+        }
+        Err(io::Error::other(format!("no free instance name like \"{default_name}\" in {}", base.display())))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Removes the directory and everything in it.
-    pub fn remove(&self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+    /// The instance's name (the directory's).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Removes the directory and everything in it, then lets go of the lock.
+    pub fn remove(&mut self) {
+        let Some(lock) = self.lock.take() else { return };
+        empty_dir(&self.path);
+        let _ = std::fs::remove_file(self.path.join(LOCK_FILE));
+        // Fails (harmlessly) when a new instance of the same name has taken it meanwhile.
+        let _ = std::fs::remove_dir(&self.path);
+        drop(lock);
     }
 }
 
-/// A random number: std's hasher keys are random per process (and per `RandomState`).
-fn random_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    hasher.finish() as u32
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
-fn base_dir() -> PathBuf {
+/// Takes `base/name` if no running instance holds it: `None` when one does.
+fn take(base: &Path, name: &str) -> io::Result<Option<RuntimeDir>> {
+    let path = base.join(name);
+    let annotate = |e: io::Error| io::Error::new(e.kind(), format!("runtime dir {}: {e}", path.display()));
+    loop {
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(annotate(e)),
+        }
+        let meta = std::fs::symlink_metadata(&path).map_err(annotate)?;
+        if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+            return Err(annotate(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "not a directory of trc's own user",
+            )));
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path.join(LOCK_FILE))
+            .map_err(annotate)?;
+        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, e)) => return Err(annotate(e.into())),
+        };
+        // The owner before us may have removed the directory between our open and our lock:
+        // then the lock is on a file that is no longer there, and we try again.
+        let held = lock.metadata().map_err(annotate)?;
+        match std::fs::symlink_metadata(path.join(LOCK_FILE)) {
+            Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {}
+            _ => continue,
+        }
+        // A stale directory of a trc that is gone: start it afresh.
+        empty_dir(&path);
+        std::fs::write(path.join(PID_FILE), format!("{}\n", std::process::id())).map_err(annotate)?;
+        return Ok(Some(RuntimeDir { path, name: name.to_owned(), lock: Some(lock) }));
+    }
+}
+
+/// Removes everything in `dir` but the lock file.
+fn empty_dir(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name() == LOCK_FILE {
+            continue;
+        }
+        let path = entry.path();
+        let _ = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+    }
+}
+
+/// " (pid N)" from a running instance's pid file, when it can be read.
+fn owner_note(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(PID_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .map(|pid| format!(" (pid {pid})"))
+        .unwrap_or_default()
+}
+
+/// Whether the instance directory `dir` is held by a running trc (its lock is taken).
+pub fn is_running(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join(LOCK_FILE)) else { return false };
+    // A shared probe: it fails while the owner holds its exclusive lock.
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(_probe) => false,
+        Err((_, e)) => e == nix::errno::Errno::EWOULDBLOCK,
+    }
+}
+
+/// An instance name: letters, digits, `.`, `_`, `-` and `@`, not starting with `.`, at most
+/// 64 bytes.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad instance name \"{name}\": use letters, digits, '.', '_', '-' or '@' (at most 64, not starting with '.')"
+        ))
+    }
+}
+
+/// The default instance name: the work dir's last component, made a valid name (`/` gives
+/// `root`).
+pub fn default_name(work_dir: &Path) -> String {
+    let abs = std::fs::canonicalize(work_dir).unwrap_or_else(|_| work_dir.to_path_buf());
+    let last = abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut name: String =
+        last.chars().map(|c| if c.is_ascii_alphanumeric() || "._-@".contains(c) { c } else { '_' }).collect();
+    name = name.trim_start_matches('.').to_owned();
+    name.truncate(48);
+    if name.is_empty() {
+        "root".to_owned()
+    } else {
+        name
+    }
+}
+
+/// Where the instance directories of this user live.
+pub fn base_dir() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         if Path::new(&xdg).is_dir() {
             return Path::new(&xdg).join("trc");
@@ -68,4 +210,47 @@ fn base_dir() -> PathBuf {
         return PathBuf::from("/run/trc");
     }
     std::env::temp_dir().join(format!("trc-{uid}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(default_name(Path::new("/")), "root");
+        assert_eq!(default_name(Path::new("/nonexistent/my app")), "my_app");
+        assert_eq!(default_name(Path::new("/nonexistent/.hidden")), "hidden");
+        assert!(check_name("web-1@x.y_z").is_ok());
+        assert!(check_name(".x").is_err());
+        assert!(check_name("a/b").is_err());
+        assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn a_held_name_is_skipped_and_a_stale_one_reused() {
+        let xdg = tempfile::tempdir().unwrap();
+        std::env::set_var("XDG_RUNTIME_DIR", xdg.path());
+        let mut first = RuntimeDir::create(None, "app").unwrap();
+        assert_eq!(first.name(), "app");
+        assert!(is_running(first.path()));
+        let second = RuntimeDir::create(None, "app").unwrap();
+        assert_eq!(second.name(), "app-2");
+        let err = RuntimeDir::create(Some("app"), "x").unwrap_err();
+        assert!(err.to_string().contains("already running"), "{err}");
+        // A stale dir (its lock not held, leftovers inside) is emptied and reused.
+        let stale = xdg.path().join("trc/old");
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join(LOCK_FILE), "").unwrap();
+        std::fs::write(stale.join("leftover"), "").unwrap();
+        assert!(!is_running(&stale));
+        let reused = RuntimeDir::create(Some("old"), "x").unwrap();
+        assert!(!stale.join("leftover").exists());
+        assert!(is_running(&stale));
+        drop(reused);
+        assert!(!stale.exists());
+        first.remove();
+        assert!(!xdg.path().join("trc/app").exists());
+        assert!(second.path().exists());
+    }
 }

@@ -505,12 +505,12 @@ fn a_helper_logs_through_trc_log_pipe_with_the_task_name() {
     assert_eq!(out.stdout_text(), "web: helper 1\nweb: helper 2\nweb: helper 3\nweb: task-done\n");
 }
 
-/// The runtime dir that holds a FIFO: `<...>/trc/<trc pid>-<random>/`.
+/// The runtime dir that holds a FIFO: `<...>/trc/<instance>/`, with trc's pid in its `pid` file.
 fn check_fifo_path(path: &Path, trc_pid: i32, file: &str) {
     assert_eq!(path.file_name().unwrap().to_str().unwrap(), file);
     let parent = path.parent().unwrap();
-    let dir = parent.file_name().unwrap().to_str().unwrap();
-    assert!(dir.starts_with(&format!("{trc_pid}-")), "{}", path.display());
+    let pid = std::fs::read_to_string(parent.join("pid")).unwrap();
+    assert_eq!(pid.trim(), trc_pid.to_string(), "{}", path.display());
     assert_eq!(parent.parent().unwrap().file_name().unwrap().to_str().unwrap(), "trc");
 }
 

@@ -467,14 +467,15 @@ fn stubborn_grandchild_of_a_stopped_task_is_killed() {
 
 // ----- the runtime dir ----------------------------------------------------------------------
 
-/// trc's runtime dir `$XDG_RUNTIME_DIR/trc/<pid>-<random>` exists while it runs (the task
+/// trc's runtime dir `$XDG_RUNTIME_DIR/trc/<instance>` exists while it runs (the task
 /// sees it), and is removed at exit, leaving nothing in `$XDG_RUNTIME_DIR/trc`.
 fn runtime_dir_removed(end: End) {
     let dir = tempfile::tempdir().unwrap();
     let xdg = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = vec![
         "-D".into(),
-        "ls -d $XDG_RUNTIME_DIR/trc/$MAINPID-* > $DIR/seen; echo $$ > $DIR/task.pid; sleep 100 & wait".into(),
+        "ls -d $XDG_RUNTIME_DIR/trc/$TRC_INSTANCE > $DIR/seen; echo $$ > $DIR/task.pid; sleep 100 & wait"
+            .into(),
     ];
     args.extend(end.args());
     let mut running = Trc::new(dir.path(), &args)
@@ -486,10 +487,8 @@ fn runtime_dir_removed(end: End) {
     let own = Path::new(seen.trim());
     let base = xdg.path().join("trc");
     assert_eq!(own.parent(), Some(base.as_path()), "{seen:?}");
-    assert!(
-        own.file_name().unwrap().to_str().unwrap().starts_with(&format!("{}-", running.pid())),
-        "{seen:?}"
-    );
+    // Named after the work dir.
+    assert_eq!(own.file_name().unwrap(), dir.path().file_name().unwrap(), "{seen:?}");
     assert!(own.is_dir(), "no runtime dir {}", own.display());
     end.finish(dir.path(), &mut running);
     let out = running.wait();
@@ -514,10 +513,12 @@ fn runtime_dir_exists_while_running_and_is_removed_after_the_policy_ends_the_gro
 fn runtime_dir_is_removed_after_a_boot_failure() {
     let dir = tempfile::tempdir().unwrap();
     let xdg = tempfile::tempdir().unwrap();
-    let out =
-        trc(dir.path(), &["-B", "ls -d $XDG_RUNTIME_DIR/trc/$MAINPID-* > $DIR/seen; exit 3", "-F", "true"])
-            .env("XDG_RUNTIME_DIR", xdg.path().to_str().unwrap())
-            .run();
+    let out = trc(
+        dir.path(),
+        &["-B", "ls -d $XDG_RUNTIME_DIR/trc/$TRC_INSTANCE > $DIR/seen; exit 3", "-F", "true"],
+    )
+    .env("XDG_RUNTIME_DIR", xdg.path().to_str().unwrap())
+    .run();
     assert_eq!(out.code(), 3, "{out:?}");
     let seen = std::fs::read_to_string(dir.path().join("seen")).unwrap();
     assert!(seen.trim().starts_with(xdg.path().to_str().unwrap()), "{seen:?}");

@@ -118,14 +118,19 @@ pub fn run(setup: Setup) -> i32 {
     if let Some(journal) = &journal {
         setup.console.use_journal(journal.clone());
     }
-    let runtime_dir = match RuntimeDir::create() {
+    // The instance name is this trc's alone: a nested trc must not inherit it.
+    let instance = setup.cli.instance.clone().or_else(|| std::env::var("RC_INSTANCE").ok());
+    std::env::remove_var("RC_INSTANCE");
+    let runtime_dir = match RuntimeDir::create(
+        instance.as_deref().filter(|s| !s.is_empty()),
+        &crate::runtime_dir::default_name(&work_dir),
+    ) {
         Ok(dir) => dir,
         Err(e) => return config_error(&e, EXIT_CONFIG),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            runtime_dir.remove();
             return config_error(&format!("cannot start the event loop: {e}"), EXIT_CONFIG);
         }
     };
@@ -137,7 +142,6 @@ pub fn run(setup: Setup) -> i32 {
         let signals = match Signals::new(&watched) {
             Ok(signals) => signals,
             Err(e) => {
-                runtime_dir.remove();
                 return config_error(&format!("cannot install signal handlers: {e}"), EXIT_CONFIG);
             }
         };
@@ -145,6 +149,7 @@ pub fn run(setup: Setup) -> i32 {
             (OsString::from("RC_WORK_DIR"), OsString::from(&work_dir_label)),
             (OsString::from("MAINPID"), OsString::from(std::process::id().to_string())),
             (OsString::from("SELF_NAME"), OsString::from(&setup.self_name)),
+            (OsString::from("TRC_INSTANCE"), OsString::from(runtime_dir.name())),
         ];
         env.extend(overrides.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
         if let (Some(notifier), Some(every)) = (notifier.clone(), watchdog) {

@@ -1,0 +1,5 @@
+//! Control: the socket server inside trc, the protocol it speaks, and the process-manager
+//! interface `trcctl` offers over trc, systemd, runit and tmux.
+
+pub mod manager;
+pub mod protocol;
