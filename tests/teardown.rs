@@ -487,8 +487,9 @@ fn runtime_dir_removed(end: End) {
     let own = Path::new(seen.trim());
     let base = xdg.path().join("trc");
     assert_eq!(own.parent(), Some(base.as_path()), "{seen:?}");
-    // Named after the work dir.
-    assert_eq!(own.file_name().unwrap(), dir.path().file_name().unwrap(), "{seen:?}");
+    // Named after the work dir (without a leading dot).
+    let work_name = dir.path().file_name().unwrap().to_str().unwrap().trim_start_matches('.');
+    assert_eq!(own.file_name().unwrap().to_str().unwrap(), work_name, "{seen:?}");
     assert!(own.is_dir(), "no runtime dir {}", own.display());
     end.finish(dir.path(), &mut running);
     let out = running.wait();
