@@ -1,5 +1,49 @@
 //! Control: the socket server inside trc, the protocol it speaks, and the process-manager
 //! interface `trcctl` offers over trc, systemd, runit and tmux.
 
+pub mod client;
 pub mod manager;
 pub mod protocol;
+pub mod server;
+
+use manager::{Manager, ManagerError};
+
+/// Which process manager to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ManagerKind {
+    /// trc when one answers, then systemd (PID 1), then runit (runsvdir runs), else tmux.
+    Auto,
+    Trc,
+    Systemd,
+    Runit,
+    Tmux,
+}
+
+/// What selects and configures a manager.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The trc instance: a name or a runtime dir's path.
+    pub instance: Option<String>,
+    /// systemd: user units.
+    pub user: bool,
+}
+
+/// Opens the manager `kind`; a forced one that is not available is `Unavailable`.
+pub fn open(kind: ManagerKind, options: &Options) -> Result<Box<dyn Manager>, ManagerError> {
+    match kind {
+        ManagerKind::Trc => match &options.instance {
+            Some(name) => Ok(Box::new(client::Trc::named(name)?)),
+            None => Err(ManagerError::Unavailable(format!(
+                "no trc instance is running (looked in {})",
+                crate::runtime_dir::base_dir().display()
+            ))),
+        },
+        ManagerKind::Auto => {
+            if let Some(name) = &options.instance {
+                return Ok(Box::new(client::Trc::named(name)?));
+            }
+            Err(ManagerError::Unavailable("only trc is supported so far".to_owned()))
+        }
+        _ => Err(ManagerError::Unavailable("only trc is supported so far".to_owned())),
+    }
+}

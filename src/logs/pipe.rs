@@ -11,6 +11,7 @@
 //! pass through unchanged. With `log-prefix: no` the bytes are copied as they come.
 
 use super::journal::{split_priority, Journal, PRIORITY_INFO};
+use super::ring::LogRing;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -159,6 +160,8 @@ pub struct LineSink {
     pub task: String,
     pub stage: &'static str,
     pub pid: Cell<i32>,
+    /// The task's recent lines, for `trcctl logs`.
+    pub ring: Option<Rc<RefCell<LogRing>>>,
 }
 
 impl LineSink {
@@ -166,6 +169,17 @@ impl LineSink {
         match self.output {
             Output::Stdout => "stdout",
             Output::Stderr => "stderr",
+        }
+    }
+
+    /// Keeps a line in the task's ring of recent lines.
+    fn keep(&self, line: &[u8]) {
+        if let Some(ring) = &self.ring {
+            let tag = match self.output {
+                Output::Stdout => b'o',
+                Output::Stderr => b'e',
+            };
+            ring.borrow_mut().push(tag, line);
         }
     }
 
@@ -272,12 +286,23 @@ impl LogStream {
     /// Frames `data`: console lines are appended to `out`, journal lines are sent.
     fn take(&self, data: &[u8], out: &mut Vec<u8>) {
         let sink = &self.sink;
+        let mut splitter = self.splitter.borrow_mut();
         match &sink.journal {
-            Some(journal) => {
-                self.splitter.borrow_mut().feed(data, &mut |line| sink.journal_line(journal, line))
+            Some(journal) => splitter.feed(data, &mut |line| {
+                sink.keep(line);
+                sink.journal_line(journal, line)
+            }),
+            None if sink.raw => {
+                out.extend_from_slice(data);
+                // Framed only for the ring: the console gets the bytes as they are.
+                if sink.ring.is_some() {
+                    splitter.feed(data, &mut |line| sink.keep(line));
+                }
             }
-            None if sink.raw => out.extend_from_slice(data),
-            None => self.splitter.borrow_mut().feed(data, &mut |line| sink.console_line(line, out)),
+            None => splitter.feed(data, &mut |line| {
+                sink.keep(line);
+                sink.console_line(line, out)
+            }),
         }
     }
 
@@ -291,10 +316,19 @@ impl LogStream {
     fn flush_partial(&self) {
         let sink = &self.sink;
         let mut out = Vec::new();
+        let mut splitter = self.splitter.borrow_mut();
         match &sink.journal {
-            Some(journal) => self.splitter.borrow_mut().flush(&mut |line| sink.journal_line(journal, line)),
-            None => self.splitter.borrow_mut().flush(&mut |line| sink.console_line(line, &mut out)),
+            Some(journal) => splitter.flush(&mut |line| {
+                sink.keep(line);
+                sink.journal_line(journal, line)
+            }),
+            None if sink.raw => splitter.flush(&mut |line| sink.keep(line)),
+            None => splitter.flush(&mut |line| {
+                sink.keep(line);
+                sink.console_line(line, &mut out)
+            }),
         }
+        drop(splitter);
         if !out.is_empty() {
             sink.output.write_all(&out);
         }

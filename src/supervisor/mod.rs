@@ -6,6 +6,7 @@
 //! if boot completed) and exit. The loop sleeps until a signal (SIGCHLD included) or a deadline
 //! wakes it: there is no polling.
 
+pub mod control;
 pub mod policy;
 pub mod reap;
 pub mod restart;
@@ -15,11 +16,13 @@ pub mod task;
 
 use crate::cli::CommandLine;
 use crate::config::{apply, scan_work_dir, Directive, RunMode, Settings, Stage, TaskFiles};
+use crate::control::server::{self, Call};
 use crate::logs::journal::Journal;
 use crate::logs::notify::{self, Notifier};
 use crate::logs::pipe::{LineSink, LogStream, Output};
+use crate::logs::ring::LogRing;
 use crate::logs::Console;
-use crate::runtime_dir::RuntimeDir;
+use crate::runtime_dir::{RuntimeDir, SOCKET_FILE};
 use crate::shell::{read_boot_save, ShellKind, ShellTask};
 use crate::{EXIT_CONFIG, EXIT_USAGE};
 use nix::sys::signal::Signal;
@@ -28,6 +31,7 @@ use policy::GroupPolicy;
 use restart::Decision;
 use signal_hook_tokio::Signals;
 use spawn::SpawnSpec;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -36,6 +40,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use task::{Source, Task, TaskId, TaskState};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -50,6 +55,16 @@ enum Event {
     Reaped,
     /// The deadline given to `next_event` passed.
     Deadline,
+    /// A control request was answered (or queued): the caller looks at its deadlines again.
+    Control,
+}
+
+/// Where the run is: control requests that change tasks are taken only in `Group`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Boot,
+    Group,
+    Stopping,
 }
 
 /// A process group whose task's leader has exited but which still has members, being stopped.
@@ -145,6 +160,13 @@ pub fn run(setup: Setup) -> i32 {
                 return config_error(&format!("cannot install signal handlers: {e}"), EXIT_CONFIG);
             }
         };
+        let control = match server::listen(&runtime_dir.path().join(SOCKET_FILE)) {
+            Ok(calls) => Some(calls),
+            Err(e) => {
+                error!("cannot open the control socket (trcctl will not reach this trc): {e}");
+                None
+            }
+        };
         let mut env = vec![
             (OsString::from("RC_WORK_DIR"), OsString::from(&work_dir_label)),
             (OsString::from("MAINPID"), OsString::from(std::process::id().to_string())),
@@ -166,6 +188,7 @@ pub fn run(setup: Setup) -> i32 {
             arg0: setup.arg0,
             settings,
             files,
+            work_dir,
             work_dir_label,
             env,
             runtime_dir,
@@ -179,6 +202,9 @@ pub fn run(setup: Setup) -> i32 {
             logs: HashMap::new(),
             journal,
             notifier,
+            control,
+            phase: Phase::Boot,
+            waiters: Vec::new(),
         };
         supervisor.run().await
     })
@@ -249,6 +275,8 @@ struct Supervisor {
     arg0: OsString,
     settings: Settings,
     files: TaskFiles,
+    /// The work dir as given (relative or not): what file paths are built from.
+    work_dir: PathBuf,
     work_dir_label: String,
     /// Variables set for every task (on top of trc's own environment).
     env: Vec<(OsString, OsString)>,
@@ -270,12 +298,19 @@ struct Supervisor {
     journal: Option<Arc<Journal>>,
     /// systemd's notify socket, when trc runs as a `Type=notify` service.
     notifier: Option<Rc<Notifier>>,
+    /// Requests from the control socket.
+    control: Option<mpsc::UnboundedReceiver<Call>>,
+    phase: Phase,
+    /// Control replies waiting for a task to start or exit.
+    waiters: Vec<control::Waiter>,
 }
 
 /// A task's two log pipes.
 struct TaskLogs {
     stdout: Rc<LogStream>,
     stderr: Rc<LogStream>,
+    /// Both streams' recent lines.
+    ring: Rc<RefCell<LogRing>>,
 }
 
 impl TaskLogs {
@@ -291,13 +326,16 @@ impl Supervisor {
         info!("Work dir: {}", self.work_dir_label);
         let status = match self.boot().await {
             Boot::Completed => {
+                self.phase = Phase::Group;
                 let group = self.run_group().await;
+                self.phase = Phase::Stopping;
                 self.teardown().await;
                 let status = self.halt(group).await;
                 self.sweep_adopted().await;
                 status
             }
             Boot::Ended(status) => {
+                self.phase = Phase::Stopping;
                 self.teardown().await;
                 status
             }
@@ -347,7 +385,7 @@ impl Supervisor {
                     debug!("sig-trap (exitcode={})", policy::signal_status(sig));
                     return Err(policy::signal_status(sig));
                 }
-                Event::Reaped | Event::Deadline => {}
+                Event::Reaped | Event::Deadline | Event::Control => {}
             }
         };
         if status != 0 {
@@ -422,30 +460,45 @@ impl Supervisor {
         self.notify("READY=1");
         self.start_next_sync(&mut syncs);
         loop {
-            let next_restart = self
+            // Restarts that are due, and tasks stopped on request that overrun their timeout.
+            let next = self
                 .tasks
                 .iter()
                 .filter_map(|t| match t.state {
                     TaskState::Waiting { until, .. } => Some(until),
+                    TaskState::Stopping { deadline, killed: false, .. } => Some(deadline),
                     _ => None,
                 })
                 .min();
-            match self.next_event(next_restart).await {
+            match self.next_event(next).await {
                 Event::Signal(sig) => {
                     debug!("sig-trap (exitcode={})", policy::signal_status(sig));
                     return policy::signal_status(sig);
                 }
                 Event::Exited { task, status } => {
                     self.finished(task, status);
+                    let t = &mut self.tasks[task];
+                    if t.restart_after && !t.removed {
+                        // Restarted on request: at once, whatever the policy.
+                        t.restart_after = false;
+                        self.start(task, None);
+                        continue;
+                    }
+                    if t.held || t.removed {
+                        // Stopped on request: neither restarted nor finished for the policy.
+                        continue;
+                    }
                     if self.restart_if_due(task, status) {
                         continue;
                     }
-                    // Finished for good: the wait policy decides.
+                    // Finished for good: the wait policy decides. A task held down may still
+                    // come back, so the group is not done while one is.
                     let all_done = syncs.is_empty()
-                        && !self
-                            .tasks
-                            .iter()
-                            .any(|t| matches!(t.stage, Stage::Async | Stage::Sync) && t.is_alive());
+                        && !self.tasks.iter().any(|t| {
+                            matches!(t.stage, Stage::Async | Stage::Sync)
+                                && !t.removed
+                                && (t.is_alive() || t.held)
+                        });
                     if let Some(status) = policy.task_finished(status, all_done) {
                         return status;
                     }
@@ -460,8 +513,9 @@ impl Supervisor {
                             self.start(id, None);
                         }
                     }
+                    self.kill_overdue(Some(now), &mut []);
                 }
-                Event::Reaped => {}
+                Event::Reaped | Event::Control => {}
             }
         }
     }
@@ -578,7 +632,7 @@ impl Supervisor {
                     self.kill_overdue(None, &mut lingering);
                 }
                 Event::Signal(sig) => debug!("SIG{} while stopping: already stopping", signals::name(sig)),
-                Event::Reaped => {}
+                Event::Reaped | Event::Control => {}
             }
         }
         self.sweep_adopted().await;
@@ -661,7 +715,7 @@ impl Supervisor {
                     }
                 }
                 Event::Exited { task, status } => self.finished(task, status),
-                Event::Reaped => {}
+                Event::Reaped | Event::Control => {}
             }
         }
     }
@@ -687,7 +741,7 @@ impl Supervisor {
                     // Halt tasks run to completion, as in TrivialRC (which ignores signals
                     // from its exit hook on): a signal must not cut a cleanup short.
                     Event::Signal(sig) => debug!("SIG{} during halt: ignored", signals::name(sig)),
-                    Event::Reaped | Event::Deadline => {}
+                    Event::Reaped | Event::Deadline | Event::Control => {}
                 }
             };
             last = Some(status);
@@ -706,6 +760,7 @@ impl Supervisor {
             return;
         }
         let base = format!("{}.{}", task.stage, task.name);
+        let ring = Rc::new(RefCell::new(LogRing::default()));
         let open = |suffix: &str, output| {
             let path = self.runtime_dir.path().join(format!("{base}.{suffix}"));
             let sink = LineSink {
@@ -716,6 +771,7 @@ impl Supervisor {
                 task: task.name.clone(),
                 stage: task.stage.as_str(),
                 pid: std::cell::Cell::new(0),
+                ring: Some(ring.clone()),
             };
             LogStream::create(path, sink)
         };
@@ -723,7 +779,7 @@ impl Supervisor {
             (Ok(stdout), Ok(stderr)) => {
                 tokio::task::spawn_local(stdout.clone().pump());
                 tokio::task::spawn_local(stderr.clone().pump());
-                self.logs.insert(id, TaskLogs { stdout, stderr });
+                self.logs.insert(id, TaskLogs { stdout, stderr, ring });
             }
             (Err(e), _) | (_, Err(e)) => {
                 error!("{}: cannot make its log pipe, its output goes straight to trc's: {e}", task.label)
@@ -769,7 +825,11 @@ impl Supervisor {
             }
             self.settings.task
         });
-        self.tasks.push(Task::new(name, stage, source, settings));
+        let mut task = Task::new(name, stage, source, settings);
+        if let Source::File { path, run } = &task.source {
+            task.fingerprint = control::file_fingerprint(path, *run);
+        }
+        self.tasks.push(task);
         self.tasks.len() - 1
     }
 
@@ -784,7 +844,9 @@ impl Supervisor {
             Err(e) => {
                 let status = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
                 error!(ns = task.stage.ns(), "cannot start {}: {e}", task.label);
+                self.tasks[id].starts += 1;
                 self.pending.push_back(Event::Exited { task: id, status });
+                self.wake_waiters(id, control::Want::Up);
                 return;
             }
         };
@@ -795,6 +857,7 @@ impl Supervisor {
         task.pgid = Some(pid);
         task.started_at = Some(now);
         task.stop_requested = false;
+        task.starts += 1;
         task.restart.started(now);
         if let Some(logs) = self.logs.get(&id) {
             logs.stdout.set_pid(pid.as_raw());
@@ -828,6 +891,7 @@ impl Supervisor {
             error!(ns, pid = pid.as_raw(), "cannot start {label}: {e}{hint}");
         }
         self.notify_status();
+        self.wake_waiters(id, control::Want::Up);
     }
 
     /// What runs a task: its own program, or bash with the prelude.
@@ -901,6 +965,9 @@ impl Supervisor {
             self.by_pid.remove(&pid);
         }
         task.state = TaskState::Finished { status };
+        task.last_status = Some(status);
+        task.finished_at = Some(Instant::now());
+        self.wake_waiters(id, control::Want::Down);
         let task = &self.tasks[id];
         match task.stage {
             Stage::Async | Stage::Sync => info!(
@@ -981,7 +1048,21 @@ impl Supervisor {
                     None => std::future::pending().await,
                 }
             };
+            let control = &mut self.control;
+            let next_call = async {
+                match control {
+                    Some(calls) => calls.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                call = next_call => match call {
+                    Some(call) => {
+                        self.control(call);
+                        return Event::Control;
+                    }
+                    None => self.control = None,
+                },
                 sig = next_signal => match sig {
                     Some(libc::SIGCHLD) => self.reap(),
                     Some(sig) => return Event::Signal(sig),

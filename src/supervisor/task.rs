@@ -69,6 +69,18 @@ pub struct Task {
     pub started_at: Option<Instant>,
     /// trc sent the stop signal: the exit that follows is not a failure to restart from.
     pub stop_requested: bool,
+    /// Stopped by `trcctl stop`: not restarted, and not finished for the wait policy, until
+    /// `trcctl start`.
+    pub held: bool,
+    /// Start again as soon as it has exited (`trcctl restart`, a changed file at reload).
+    pub restart_after: bool,
+    /// Its file is gone from the work dir (`trcctl reload`): it is stopped and forgotten.
+    pub removed: bool,
+    /// The version of its file it runs (see `control::fingerprint`).
+    pub fingerprint: Option<u64>,
+    pub starts: u64,
+    pub last_status: Option<i32>,
+    pub finished_at: Option<Instant>,
 }
 
 impl Task {
@@ -89,6 +101,13 @@ impl Task {
             restart: RestartState::default(),
             started_at: None,
             stop_requested: false,
+            held: false,
+            restart_after: false,
+            removed: false,
+            fingerprint: None,
+            starts: 0,
+            last_status: None,
+            finished_at: None,
         }
     }
 

@@ -1,0 +1,349 @@
+//! trcctl: the process-manager API (list, status, start, stop, restart, signal, ensure,
+//! start-all, logs, reload) over a running trc, or over systemd, runit or tmux.
+//!
+//! Exit status: 0 done, 1 refused (unknown task, ...), 2 usage, 69 no manager reachable.
+
+use clap::{Parser, Subcommand};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use trc::control::manager::{EnsureSpec, ManagerError};
+use trc::control::protocol::{LogLine, TaskInfo, DEFAULT_LOG_LINES};
+use trc::control::{self, ManagerKind};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "trcctl",
+    version,
+    about = "Control a running trc, or systemd, runit or tmux, with one set of verbs",
+    after_help = "Exit status: 0 done, 1 refused (unknown task...), 2 usage, 69 no manager reachable.\n\
+                  See README.md, \"trc as a process manager\", for the protocol and examples."
+)]
+struct Cli {
+    /// Which process manager: auto picks trc when its socket answers, then systemd when it is
+    /// PID 1, then runit when runsvdir runs, else tmux
+    #[arg(long, value_enum, default_value = "auto", env = "TRCCTL_MANAGER")]
+    manager: ManagerKind,
+
+    /// The trc instance (its name, or the path of its runtime dir) when several run
+    #[arg(long, env = "TRC_INSTANCE", value_name = "NAME")]
+    instance: Option<String>,
+
+    /// systemd: user units (`systemctl --user`) instead of system ones
+    #[arg(long)]
+    user: bool,
+
+    /// Print JSON (one document per verb; `logs` prints one object per line)
+    #[arg(long)]
+    json: bool,
+
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand, Debug)]
+enum Verb {
+    /// Every task with its state
+    List,
+    /// One task
+    Status { name: String },
+    /// Start a task that is not running (and lift a `stop`)
+    Start { name: String },
+    /// Stop a task and keep it down until `start`
+    Stop { name: String },
+    /// Stop a task if it runs, then start it again
+    Restart { name: String },
+    /// Send a signal (HUP, USR1, 15...) to a task
+    Signal { name: String, signal: String },
+    /// Register a task the first time (or update its command), then make sure it runs
+    Ensure(EnsureArgs),
+    /// Start every registered task that is not running
+    StartAll,
+    /// A task's recent output, and with -f what follows
+    Logs {
+        name: String,
+        /// Keep printing new lines until interrupted
+        #[arg(short, long)]
+        follow: bool,
+        /// How many recent lines
+        #[arg(short = 'n', long, default_value_t = DEFAULT_LOG_LINES)]
+        lines: usize,
+    },
+    /// Read the registrations again: start new tasks, stop removed ones, restart changed ones
+    Reload,
+    /// The trc instances that run (name, pid, work dir)
+    Instances,
+}
+
+#[derive(clap::Args, Debug)]
+struct EnsureArgs {
+    name: String,
+    /// Working directory of the command
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// An environment variable for the command (repeatable)
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// never | on-failure | always (default for ensured tasks: always)
+    #[arg(long, value_name = "POLICY")]
+    restart: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    restart_delay: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    restart_max_delay: Option<String>,
+    /// "N in DURATION" or none
+    #[arg(long, value_name = "LIMIT")]
+    start_limit: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    stop_timeout: Option<String>,
+    #[arg(long, value_name = "SIGNAL")]
+    stop_signal: Option<String>,
+    /// The command and its arguments (the first time, or to change it)
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("\"{text}\" is not K=V")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Manager(e)) => {
+            eprintln!("trcctl: {e}");
+            ExitCode::from(e.exit_status() as u8)
+        }
+        Err(Failure::Usage(e)) => {
+            eprintln!("trcctl: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+enum Failure {
+    Manager(ManagerError),
+    Usage(String),
+}
+
+impl From<ManagerError> for Failure {
+    fn from(e: ManagerError) -> Failure {
+        Failure::Manager(e)
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    if let Verb::Instances = cli.verb {
+        let found = control::client::instances();
+        if cli.json {
+            let infos: Vec<_> = found.iter().map(|i| &i.info).collect();
+            println!("{}", serde_json::to_string_pretty(&infos).unwrap_or_default());
+        } else {
+            print_instances(&found);
+        }
+        return Ok(());
+    }
+    let instance = match cli.instance.clone() {
+        Some(name) => Some(name),
+        None => choose_instance(cli.manager)?,
+    };
+    let options = control::Options { instance, user: cli.user };
+    let mut manager = control::open(cli.manager, &options)?;
+    let json = cli.json;
+    match cli.verb {
+        Verb::List => {
+            let tasks = manager.list()?;
+            if json {
+                print_json(&tasks);
+            } else {
+                print_tasks(&tasks);
+            }
+        }
+        Verb::Status { name } => show_task(&manager.status(&name)?, json),
+        Verb::Start { name } => show_task(&manager.start(&name)?, json),
+        Verb::Stop { name } => show_task(&manager.stop(&name)?, json),
+        Verb::Restart { name } => show_task(&manager.restart(&name)?, json),
+        Verb::Signal { name, signal } => {
+            let sig = trc::config::parse_signal(&signal).map_err(Failure::Usage)?;
+            manager.signal(&name, sig)?;
+            if json {
+                print_json(&serde_json::json!({ "task": name, "signal": sig.as_str() }));
+            }
+        }
+        Verb::Ensure(args) => {
+            let spec = ensure_spec(args, manager.kind());
+            let (outcome, task) = manager.ensure(&spec)?;
+            if json {
+                print_json(&serde_json::json!({ "ensured": outcome.as_str(), "task": task }));
+            } else {
+                println!("{}: {}", task.name, outcome.as_str());
+                print_tasks(std::slice::from_ref(&task));
+            }
+        }
+        Verb::StartAll => {
+            let started = manager.start_all()?;
+            if json {
+                print_json(&started);
+            } else {
+                for name in started {
+                    println!("started {name}");
+                }
+            }
+        }
+        Verb::Logs { name, follow, lines } => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            manager.logs(&name, lines, follow, &mut |line: LogLine| {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default())?;
+                } else {
+                    writeln!(out, "{}", line.text)?;
+                }
+                out.flush()
+            })?;
+        }
+        Verb::Reload => {
+            let report = manager.reload()?;
+            if json {
+                print_json(&report);
+            } else {
+                for (what, names) in [
+                    ("added", &report.added),
+                    ("removed", &report.removed),
+                    ("restarted", &report.restarted),
+                    ("unchanged", &report.unchanged),
+                ] {
+                    if !names.is_empty() {
+                        println!("{what}: {}", names.join(" "));
+                    }
+                }
+            }
+        }
+        Verb::Instances => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+/// Without `--instance`: the only running trc; when several run, ask (on a terminal) or say
+/// which there are. `None` when none runs (then `auto` looks at the other managers).
+fn choose_instance(kind: ManagerKind) -> Result<Option<String>, Failure> {
+    if !matches!(kind, ManagerKind::Auto | ManagerKind::Trc) {
+        return Ok(None);
+    }
+    let found = control::client::instances();
+    if found.len() <= 1 {
+        return Ok(found.into_iter().next().map(|i| i.dir.to_string_lossy().into_owned()));
+    }
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !interactive {
+        let names: Vec<&str> = found.iter().map(|i| i.info.name.as_str()).collect();
+        return Err(Failure::Usage(format!(
+            "several trc instances are running ({}): choose one with --instance NAME or TRC_INSTANCE",
+            names.join(", ")
+        )));
+    }
+    eprintln!("Several trc instances are running:");
+    for (i, instance) in found.iter().enumerate() {
+        eprintln!(
+            "  {}) {} (pid {}, {})",
+            i + 1,
+            instance.info.name,
+            instance.info.pid,
+            instance.info.work_dir
+        );
+    }
+    eprint!("Which one? [1-{}] ", found.len());
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    match answer.trim().parse::<usize>() {
+        Ok(n) if (1..=found.len()).contains(&n) => Ok(Some(found[n - 1].dir.to_string_lossy().into_owned())),
+        _ => Err(Failure::Usage("no instance chosen".to_owned())),
+    }
+}
+
+fn ensure_spec(args: EnsureArgs, kind: &str) -> EnsureSpec {
+    let mut directives = Vec::new();
+    let restart =
+        args.restart.or_else(|| (!args.command.is_empty() && kind == "trc").then(|| "always".to_owned()));
+    for (key, value) in [
+        ("restart", restart),
+        ("restart-delay", args.restart_delay),
+        ("restart-max-delay", args.restart_max_delay),
+        ("start-limit", args.start_limit),
+        ("stop-timeout", args.stop_timeout),
+        ("stop-signal", args.stop_signal),
+    ] {
+        if let Some(value) = value {
+            directives.push((key.to_owned(), value));
+        }
+    }
+    EnsureSpec { name: args.name, command: args.command, cwd: args.cwd, env: args.env, directives }
+}
+
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+fn show_task(task: &TaskInfo, json: bool) {
+    if json {
+        print_json(task);
+    } else {
+        print_tasks(std::slice::from_ref(task));
+    }
+}
+
+fn print_tasks(tasks: &[TaskInfo]) {
+    let rows: Vec<[String; 7]> = tasks
+        .iter()
+        .map(|t| {
+            [
+                t.name.clone(),
+                t.stage.clone(),
+                t.state.clone(),
+                t.pid.map_or("-".to_owned(), |p| p.to_string()),
+                t.since_secs.map_or("-".to_owned(), |s| {
+                    humantime::format_duration(std::time::Duration::from_secs(s as u64)).to_string()
+                }),
+                t.starts.to_string(),
+                t.last_status.map_or("-".to_owned(), |s| s.to_string()),
+            ]
+        })
+        .collect();
+    print_table(&["NAME", "STAGE", "STATE", "PID", "SINCE", "STARTS", "LAST"], &rows);
+}
+
+fn print_instances(found: &[control::client::Instance]) {
+    let rows: Vec<[String; 3]> = found
+        .iter()
+        .map(|i| [i.info.name.clone(), i.info.pid.to_string(), i.info.work_dir.clone()])
+        .collect();
+    print_table(&["NAME", "PID", "WORKDIR"], &rows);
+}
+
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", text.trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
