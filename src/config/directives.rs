@@ -193,7 +193,13 @@ pub struct Directive {
 pub fn apply(defaults: TaskSettings, directives: &[Directive]) -> Result<TaskSettings, DirectiveError> {
     let mut settings = defaults;
     for d in directives {
-        settings.set(&d.key, &d.value).map_err(|problem| DirectiveError { line: d.line, problem })?;
+        settings.set(&d.key, &d.value).map_err(|problem| {
+            // Say which value is wrong (the other keys' errors quote it already).
+            let value = d.value.trim();
+            let duration = matches!(d.key.as_str(), "restart-delay" | "restart-max-delay" | "stop-timeout");
+            let problem = if duration { format!("\"{value}\" is {problem}") } else { problem };
+            DirectiveError { line: d.line, problem }
+        })?;
     }
     let last = directives.last().map_or(1, |d| d.line);
     settings.check().map_err(|problem| DirectiveError { line: last, problem })?;

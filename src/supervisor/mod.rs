@@ -427,6 +427,22 @@ impl Supervisor {
             Ok(settings) => {
                 self.console.set_verbosity(settings.verbose, settings.verbose_extra);
                 self.settings = settings;
+                // The directives were checked against the defaults from before boot; the ones
+                // boot set may clash with them (a restart-max-delay below RC_RESTART_DELAY).
+                for stage in [Stage::Async, Stage::Sync, Stage::Halt] {
+                    for file in self.files.stage(stage) {
+                        if let Err(e) = apply(self.settings.task, &file.directives) {
+                            error!(
+                                "{}:{}: {} (with the defaults boot task {} set)",
+                                file.path.display(),
+                                e.line,
+                                e.problem,
+                                self.tasks[id].label
+                            );
+                            return Err(EXIT_CONFIG);
+                        }
+                    }
+                }
             }
             Err(e) => {
                 error!("{}: {e}", self.tasks[id].label);
