@@ -56,10 +56,15 @@ impl Trc {
         let mut line =
             serde_json::to_vec(&Request::new(command)).map_err(|e| ManagerError::Refused(e.to_string()))?;
         line.push(b'\n');
-        stream.write_all(&line).map_err(unavailable)?;
+        // A write that fails may still have a reply waiting (trc refused us early): read it.
+        let written = stream.write_all(&line);
         let mut reader = BufReader::new(stream);
         let mut text = String::new();
-        reader.read_line(&mut text).map_err(unavailable)?;
+        match (reader.read_line(&mut text), written) {
+            (Ok(n), _) if n > 0 => {}
+            (_, Err(e)) | (Err(e), _) => return Err(unavailable(e)),
+            (Ok(_), Ok(())) => {}
+        }
         if text.is_empty() {
             return Err(ManagerError::Unavailable("trc closed the connection without a reply".to_owned()));
         }

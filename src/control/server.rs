@@ -70,12 +70,16 @@ fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
 }
 
 async fn serve(mut stream: UnixStream, calls: mpsc::UnboundedSender<Call>) {
+    let mut buf: Vec<u8> = Vec::new();
     if let Err(e) = peer_allowed(&stream) {
         debug!("control socket: {e}");
+        // Its request is read first (for a while), so that the refusal is what it gets back,
+        // not a broken pipe while it writes.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), read_line(&mut stream, &mut buf)).await;
         let _ = send(&mut stream, &Reply::error(e)).await;
         return;
     }
-    let mut buf: Vec<u8> = Vec::new();
     loop {
         let line = match read_line(&mut stream, &mut buf).await {
             Ok(Some(line)) => line,
