@@ -790,10 +790,9 @@ fn peers_of_another_uid_are_refused() {
     assert_eq!(s.list(&[]).len(), 1);
 }
 
-/// trcctl run by a uid that trc refuses should say what trc said (exit 1, "permission
-/// denied"); it races instead: trc sends its refusal and closes before trcctl has written its
-/// request, trcctl's write fails with EPIPE, and it reports "cannot reach trc ...: Broken
-/// pipe" (exit 69), dropping the reply that waits unread in its socket.
+/// trcctl run by a uid that trc refuses says what trc said (exit 1, "permission denied"), every
+/// time: it used to race (trc answered and closed before trcctl had written its request; the
+/// write failed with EPIPE and trcctl reported "Broken pipe", 69).
 #[test]
 fn trcctl_reports_the_refusal_of_another_uid() {
     if !can_switch_uid("trcctl_reports_the_refusal_of_another_uid") {
