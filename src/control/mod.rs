@@ -1,5 +1,7 @@
 //! Control: the socket server inside trc, the protocol it speaks, and the process-manager
 //! interface `trcctl` offers over trc, systemd, runit and tmux.
 
+pub mod backend;
 pub mod manager;
 pub mod protocol;
+pub mod tail;
