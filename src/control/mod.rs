@@ -4,4 +4,7 @@
 pub mod backend;
 pub mod manager;
 pub mod protocol;
+pub mod runit;
+pub mod systemd;
 pub mod tail;
+pub mod tmux;
