@@ -440,7 +440,9 @@ fn tmux_end_to_end() {
         tmux.ensure(&spec("once", vec!["/bin/sh".into(), "-c".into(), once_cmd], &work)).unwrap().0,
         Ensured::Created
     );
-    let info = wait_for("once to finish", || tmux.status("once").ok().filter(|i| i.state == "finished"));
+    let info = wait_for("once to finish", || {
+        tmux.status("once").ok().filter(|i| i.state == "finished" && i.last_status.is_some())
+    });
     assert_eq!((info.last_status, info.pid), (Some(3), None));
     assert!(log_texts(&mut tmux, "once", 5).contains(&"bye".to_owned()));
 

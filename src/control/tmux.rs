@@ -113,6 +113,11 @@ impl Pane {
             tag: f[8].to_owned(),
         })
     }
+
+    /// Dead, but its process not reaped by tmux yet (its status unknown).
+    fn unreaped(&self) -> bool {
+        self.dead && self.last_status.is_none() && Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
 }
 
 pub struct Tmux {
@@ -226,8 +231,29 @@ impl Tmux {
         if !exists.map_err(|e| ManagerError::Unavailable(format!("cannot run tmux: {e}")))?.status.success() {
             return Ok(Vec::new());
         }
-        let out = run_tool(self.tmux().args(["list-panes", "-s", "-t", &session, "-F", PANE_FORMAT]))?;
-        Ok(out.lines().filter_map(Pane::parse).collect())
+        let list = || -> Result<Vec<Pane>> {
+            let out = run_tool(self.tmux().args(["list-panes", "-s", "-t", &session, "-F", PANE_FORMAT]))?;
+            Ok(out.lines().filter_map(Pane::parse).collect())
+        };
+        let mut panes = list()?;
+        if panes.iter().any(Pane::unreaped) {
+            // tmux (seen with 3.3a on a loaded machine) sometimes misses the SIGCHLD of a pane's
+            // process: the pane shows dead, the process stays a zombie, its status unknown,
+            // until some other child of the server exits. A SIGCHLD sent to the server makes
+            // it reap at once.
+            let server = run_tool(self.tmux().args(["display-message", "-p", "#{pid}"]))?;
+            if let Ok(server) = server.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(server), Signal::SIGCHLD);
+            }
+            poll_until(Duration::from_secs(1), || match list() {
+                Ok(again) => {
+                    panes = again;
+                    !panes.iter().any(Pane::unreaped)
+                }
+                Err(_) => true,
+            });
+        }
+        Ok(panes)
     }
 
     fn pane(&self, name: &str) -> Result<Option<Pane>> {
