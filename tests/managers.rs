@@ -230,6 +230,8 @@ fn runit_end_to_end() {
     std::fs::create_dir_all(&work).unwrap();
     let _runsvdir = Runsvdir::start(&svdir);
     let mut runit = Runit::new(svdir.clone());
+    // With a runsvdir running (this one at least), runit is there.
+    wait_until("runit to be detected", || Runit::detect().is_ok());
 
     // Nothing to ensure without a command; directives runit cannot honour are refused.
     assert!(refused(runit.ensure(&EnsureSpec { name: "web".into(), ..EnsureSpec::default() }))

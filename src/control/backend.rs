@@ -116,10 +116,13 @@ pub fn run_tool(command: &mut std::process::Command) -> Result<String> {
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let said = [stderr.trim(), stdout.trim()].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>();
-    let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let mut args: String = command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+    if let Some((cut, _)) = args.char_indices().nth(120) {
+        args.truncate(cut);
+        args.push_str("...");
+    }
     Err(ManagerError::Refused(format!(
-        "{program} {} failed ({}){}{}",
-        args.join(" "),
+        "{program} {args} failed ({}){}{}",
         output.status,
         if said.is_empty() { "" } else { ": " },
         said.join("; ")

@@ -311,7 +311,10 @@ impl Tmux {
             .args(set(SPEC_OPTION, &tag))
             .args(["pipe-pane", "-t", &pane_id, &pipe, ";"])
             .args(["wait-for", "-S", &channel]);
-        run_tool(&mut setup).map(|_| ())
+        run_tool(&mut setup).map(|_| ()).inspect_err(|_| {
+            // Let the pane go on rather than wait forever.
+            let _ = self.tmux().args(["wait-for", "-S", &channel]).output();
+        })
     }
 
     /// Ends the pane's process: SIGTERM to its process group, SIGKILL after [`STOP_WAIT`];
