@@ -20,7 +20,9 @@
 //!
 //! Status comes from `supervise/status`, the 20-byte record runsv keeps (and `sv status`
 //! reads): TAI64N time of the last change, pid (little-endian), paused, want (`u`/`d`), got
-//! TERM, state (0 down, 1 run, 2 finish). `logs` gives the lines without svlogd's timestamp.
+//! TERM, state (0 down, 1 run, 2 finish). `logs` reads `log/main/current` (only the current
+//! file, not the rotated ones) and gives the lines without svlogd's timestamp (the file keeps
+//! it); `run` sends stderr to stdout, so every line is "stdout".
 
 use super::backend::{directive_settings, find_program, poll_until, run_tool, unique_suffix};
 use super::manager::{shell_body, EnsureSpec, Ensured, Manager, ManagerError, Result};

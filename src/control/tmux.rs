@@ -6,9 +6,12 @@
 //! - A window is started gated: its shell first waits on a tmux channel (`wait-for`) while
 //!   trcctl sets `remain-on-exit on` (a dead pane stays, with its exit status), tags the
 //!   window (`@trcctl_service`, and `@trcctl_spec`: the registry entry it runs) and opens
-//!   `pipe-pane` to the service's log file (`tmux-logs/NAME.log` next to the registry); then
-//!   trcctl signals the channel. Nothing the service prints is missed by the log, and a
-//!   service that exits at once still leaves its status.
+//!   `pipe-pane` to the service's log file (`tmux-logs/NAME.log` next to the registry; not
+//!   `pipe-pane -o`, which would close a pipe that is open already); then trcctl signals the
+//!   channel. Nothing the service prints is missed by the log, and a service that exits at
+//!   once still leaves its status. The log is a terminal's output: stdout and stderr mixed
+//!   (all "stdout" in `logs`), `\r\n` line ends (taken off), never rotated.
+//! - `signal` goes to the pane's process group, as trc signals a task's.
 //! - `stop` sends SIGTERM to the pane's process group, SIGKILL after 10 s, waits for the pane
 //!   to be dead and kills the window: no window means stopped, a dead pane means finished.
 //!   `start` opens a new window, or respawns a dead pane. `restart` is a stop of the process
