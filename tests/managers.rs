@@ -322,17 +322,26 @@ fn runit_end_to_end() {
     assert_eq!(runit.status("again").unwrap().last_status, Some(4));
     runit.stop("again").unwrap();
 
+    // A long restart delay: the service waits in `finish`; stop does not wait it out.
+    let mut slow = spec("slow", vec!["/bin/sh".into(), "-c".into(), "exit 5".into()], &work);
+    slow.directives = directives(&[("restart", "on-failure"), ("restart-delay", "1h")]);
+    runit.ensure(&slow).unwrap();
+    wait_for("slow to wait for its restart", || {
+        runit.status("slow").ok().filter(|i| i.state == "waiting" && i.last_status == Some(5))
+    });
+    assert_eq!(runit.stop("slow").unwrap().state, "stopped");
+
     // start-all starts every service that is down.
     runit.stop("web").unwrap();
     assert!(!process_alive(pid5));
     let mut started = runit.start_all().unwrap();
     started.sort();
-    assert_eq!(started, ["again", "once", "web"]);
+    assert_eq!(started, ["again", "once", "slow", "web"]);
     wait_new_pid(&mut runit, &work, "web", Some(pid5));
     wait_until("once to run again", || std::fs::read_to_string(&runs).is_ok_and(|t| t == "run\nrun\n"));
 
     let report = runit.reload().unwrap();
-    assert_eq!(report.unchanged, ["again", "once", "web"]);
+    assert_eq!(report.unchanged, ["again", "once", "slow", "web"]);
 }
 
 /// A private tmux server. Dropped (also on a panic): SIGTERM to every pane's process group,
@@ -446,7 +455,7 @@ fn tmux_end_to_end() {
         tmux.status("once").ok().filter(|i| i.state == "finished" && i.last_status.is_some())
     });
     assert_eq!((info.last_status, info.pid), (Some(3), None));
-    assert!(log_texts(&mut tmux, "once", 5).contains(&"bye".to_owned()));
+    wait_until("once's output in its log", || log_texts(&mut tmux, "once", 5).contains(&"bye".to_owned()));
 
     // start-all: every registered service that does not run.
     tmux.stop("web").unwrap();
