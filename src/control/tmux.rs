@@ -449,7 +449,6 @@ impl Manager for Tmux {
         check_task_name(&spec.name)?;
         let name = spec.name.as_str();
         let _lock = self.lock()?;
-        let mut registry = self.load()?;
         if spec.command.is_empty() {
             let entry = self.entry(name)?;
             if self.pane(name)?.is_none_or(|p| p.dead) {
@@ -471,6 +470,7 @@ impl Manager for Tmux {
             cwd: spec.cwd.clone(),
             env: spec.env.iter().cloned().collect(),
         };
+        let mut registry = self.load()?;
         let ensured = match registry.get(name) {
             None => Ensured::Created,
             Some(old) if *old == entry => Ensured::Unchanged,
