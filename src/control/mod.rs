@@ -1,10 +1,15 @@
 //! Control: the socket server inside trc, the protocol it speaks, and the process-manager
 //! interface `trcctl` offers over trc, systemd, runit and tmux.
 
+pub mod backend;
 pub mod client;
 pub mod manager;
 pub mod protocol;
+pub mod runit;
 pub mod server;
+pub mod systemd;
+pub mod tail;
+pub mod tmux;
 
 use manager::{Manager, ManagerError};
 
@@ -38,12 +43,24 @@ pub fn open(kind: ManagerKind, options: &Options) -> Result<Box<dyn Manager>, Ma
                 crate::runtime_dir::base_dir().display()
             ))),
         },
+        ManagerKind::Systemd => Ok(Box::new(systemd::Systemd::detect(options.user)?)),
+        ManagerKind::Runit => Ok(Box::new(runit::Runit::detect()?)),
+        ManagerKind::Tmux => Ok(Box::new(tmux::Tmux::detect()?)),
         ManagerKind::Auto => {
+            // trc when one answers (the caller found its instance), then systemd as PID 1,
+            // then a running runsvdir, else tmux.
             if let Some(name) = &options.instance {
                 return Ok(Box::new(client::Trc::named(name)?));
             }
-            Err(ManagerError::Unavailable("only trc is supported so far".to_owned()))
+            if let Ok(systemd) = systemd::Systemd::detect(options.user) {
+                return Ok(Box::new(systemd));
+            }
+            if let Ok(runit) = runit::Runit::detect() {
+                return Ok(Box::new(runit));
+            }
+            tmux::Tmux::detect()
+                .map(|tmux| Box::new(tmux) as Box<dyn Manager>)
+                .map_err(|e| ManagerError::Unavailable(format!("no process manager found: no trc instance, systemd is not PID 1, no runsvdir runs, and {e}")))
         }
-        _ => Err(ManagerError::Unavailable("only trc is supported so far".to_owned())),
     }
 }
