@@ -997,3 +997,31 @@ fn a_stale_runtime_dir_is_reused() {
     assert_eq!(s.list(&[]), [("web".to_owned(), Some(pid as i64))]);
     assert!(process_alive(web), "(the old task runs on until the test kills it)");
 }
+
+/// A forced manager that is not available on the machine is a clear error (69): systemd when it
+/// is not PID 1 here, runit when no runsvdir runs (checked only when that is so).
+#[test]
+fn a_forced_manager_that_is_not_there_is_exit_69() {
+    let s = Sandbox::new();
+    if std::path::Path::new("/run/systemd/system").exists() {
+        eprintln!("note: systemd runs as PID 1 here: the 'not available' case cannot be checked");
+    } else {
+        let mut cmd = s.trcctl();
+        cmd.args(["--manager", "systemd", "list"]);
+        let out = run(cmd);
+        assert_eq!(out.code, 69, "{out:?}");
+        assert!(out.stderr.contains("systemd is not running as PID 1"), "{out:?}");
+    }
+    let runsvdir_runs = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "runsvdir"));
+    if runsvdir_runs {
+        eprintln!("note: a runsvdir runs on this machine: the runit 'not available' case is not checked");
+    } else {
+        let mut cmd = s.trcctl();
+        cmd.args(["--manager", "runit", "list"]);
+        let out = run(cmd);
+        assert_eq!(out.code, 69, "{out:?}");
+    }
+}
