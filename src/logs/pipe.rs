@@ -259,17 +259,29 @@ impl LogStream {
     /// which trusts the reactor's cached readiness and would read nothing when the reactor has
     /// not polled since the data came: the drain at a task's exit must see every byte.
     pub fn read_available(&self) -> usize {
-        let mut buf = vec![0u8; READ_SIZE];
-        let mut out = Vec::new();
+        // One read buffer and one output buffer for all streams (trc reads on one thread),
+        // kept between calls: a fresh 64 KiB each time cost page faults on every task exit.
+        thread_local! {
+            static BUFFERS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+        }
+        let (mut buf, mut out) = BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        buf.resize(READ_SIZE, 0);
+        out.clear();
+        let total = self.read_into(&mut buf, &mut out);
+        BUFFERS.with(|b| *b.borrow_mut() = (buf, out));
+        total
+    }
+
+    fn read_into(&self, buf: &mut [u8], out: &mut Vec<u8>) -> usize {
         let mut total = 0;
         loop {
-            match nix::unistd::read(self.rx.as_fd(), &mut buf).map_err(io::Error::from) {
+            match nix::unistd::read(self.rx.as_fd(), buf).map_err(io::Error::from) {
                 Ok(0) => break,
                 Ok(n) => {
                     total += n;
-                    self.take(&buf[..n], &mut out);
+                    self.take(&buf[..n], out);
                     if out.len() >= READ_SIZE {
-                        self.sink.output.write_all(&out);
+                        self.sink.output.write_all(out);
                         out.clear();
                     }
                 }
@@ -278,7 +290,12 @@ impl LogStream {
             }
         }
         if !out.is_empty() {
-            self.sink.output.write_all(&out);
+            self.sink.output.write_all(out);
+            out.clear();
+        }
+        // A burst must not pin a large output buffer for good.
+        if out.capacity() > 4 * READ_SIZE {
+            *out = Vec::new();
         }
         total
     }
