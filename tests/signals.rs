@@ -466,7 +466,6 @@ fn tasks_start_with_an_empty_mask_and_default_dispositions() {
 /// trc started by glibc's posix_spawn (Rust's `Command`, Python's `subprocess`) has 32 and 33
 /// ignored, and every task then inherits that.
 #[test]
-#[ignore = "BUG: tasks inherit signals 32, 33 (glibc-reserved) and 64 (SIGRTMAX) ignored from trc"]
 fn tasks_start_with_signals_32_33_and_64_at_default() {
     let mut control = Command::new("cat");
     control.arg("/proc/self/status");
