@@ -26,7 +26,6 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use policy::GroupPolicy;
 use restart::Decision;
-use signal_hook_tokio::Signals;
 use spawn::SpawnSpec;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
@@ -134,7 +133,7 @@ pub fn run(setup: Setup) -> i32 {
     local.block_on(&runtime, async move {
         let mut watched: Vec<i32> = signals::TERMINATING.to_vec();
         watched.push(libc::SIGCHLD);
-        let signals = match Signals::new(&watched) {
+        let signals = match signals::Watch::new(&watched) {
             Ok(signals) => signals,
             Err(e) => {
                 runtime_dir.remove();
@@ -254,7 +253,7 @@ struct Supervisor {
     by_pid: HashMap<Pid, TaskId>,
     /// The state the last completed boot task saved, restored by every later shell task.
     boot_state: Option<PathBuf>,
-    signals: Signals,
+    signals: signals::Watch,
     /// Events taken from one wake-up that are still to be handled.
     pending: VecDeque<Event>,
     /// When teardown began (for telling a repeated signal from an insistent one).

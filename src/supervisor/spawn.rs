@@ -80,6 +80,7 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Forked> {
         ForkResult::Parent { child } => {
             // Also here, so the group exists whichever process runs first.
             let _ = nix::unistd::setpgid(child, child);
+            super::signals::track_group(child.as_raw());
             drop((go_read, err_write, devnull));
             Ok(Forked { pid: child, go: go_write, errors: err_read })
         }
