@@ -837,6 +837,7 @@ impl Supervisor {
                 state: self.boot_state.as_deref(),
                 save_to,
                 arg0: &self.arg0,
+                stop_signal: task.settings.stop_signal,
             }
             .spec()
         };
