@@ -1,7 +1,8 @@
 # trc's bash prelude: runs one task of a trc.d group. See src/shell.rs for how it is called.
 # $0 is trc's path and "$@" the task's arguments; the _TRC_* variables say what to run.
 _trc_kind=$_TRC_KIND _trc_src=$_TRC_SRC _trc_state=$_TRC_STATE _trc_save_to=$_TRC_SAVE ns=$_TRC_NS
-unset _TRC_KIND _TRC_SRC _TRC_STATE _TRC_SAVE _TRC_NS
+_trc_untrapped=$_TRC_UNTRAPPED
+unset _TRC_KIND _TRC_SRC _TRC_STATE _TRC_SAVE _TRC_NS _TRC_UNTRAPPED
 
 # TrivialRC's integrated functions, with the same output (printf %()T instead of forking date).
 say() { if [[ "${RC_VERBOSE-}" = "true" ]]; then builtin command echo "$@"; fi; }
@@ -16,7 +17,10 @@ debug() { if [[ "${RC_VERBOSE_EXTRA-}" = "true" ]]; then log " - $@"; fi; }
 run() { builtin command "$@"; }
 
 # Async and sync tasks exit at the first failing command and on a signal, as TrivialRC's
-# subshells do (so a task's own EXIT trap still runs when it is stopped).
+# subshells do (so a task's own EXIT trap still runs when it is stopped). The task's stop
+# signal ($_trc_untrapped, when trc gives one) keeps its default action instead: a signal bash
+# traps is lost if it comes while bash starts a program (see src/shell.rs), its default action
+# ends the task with the same 128+N, and bash still runs the EXIT trap.
 _trc_traps() {
     trap '_trc_es=$?; trap - ERR; exit $_trc_es' ERR
     @TRAPS@

@@ -29,13 +29,39 @@ const TRAPPED: [(&str, i32); 12] = [
     ("VTALRM", libc::SIGVTALRM),
 ];
 
-/// The prelude with its trap lines filled in.
+/// Stop signals that a shell task leaves at their default action instead of trapping them.
+///
+/// bash runs a trap only at its next safe point: a signal that comes while bash is starting a
+/// program (looking it up, forking, exec'ing) is taken by the trap's handler and then lost
+/// when bash execs (the program never sees it) or waits for the child it just forked (which
+/// never got it, so the trap never runs). The program then runs on until the stop-timeout's
+/// SIGKILL. With its default action the signal cannot be lost: it ends bash at once, stays
+/// pending across exec, and reaches a child forked before it. The status is the same 128+N
+/// and bash still runs the task's own EXIT trap (with bash's own handler, race-free).
+///
+/// Not in the list, so trapped as TrivialRC does even as stop signals: INT (without a trap,
+/// bash would let the script go on after a foreground program that handled it), and QUIT,
+/// ABRT, XCPU and XFSZ (whose default action dumps core).
+const DEFAULT_WHEN_STOP_SIGNAL: [i32; 7] = [
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGPIPE,
+    libc::SIGALRM,
+    libc::SIGTERM,
+    libc::SIGVTALRM,
+];
+
+/// The prelude with its trap lines filled in: each one is skipped when its signal is the one
+/// the prelude is told to leave alone (`_trc_untrapped`).
 pub fn prelude() -> &'static str {
     static PRELUDE: OnceLock<String> = OnceLock::new();
     PRELUDE.get_or_init(|| {
-        let traps: Vec<String> =
-            TRAPPED.iter().map(|(name, num)| format!("trap 'exit {}' {name}", 128 + num)).collect();
-        include_str!("prelude.bash").replace("@TRAPS@", &traps.join("; "))
+        let traps: Vec<String> = TRAPPED
+            .iter()
+            .map(|(name, num)| format!("[[ $_trc_untrapped == {num} ]] || trap 'exit {}' {name}", 128 + num))
+            .collect();
+        include_str!("prelude.bash").replace("@TRAPS@", &traps.join("\n    "))
     })
 }
 
@@ -63,6 +89,8 @@ pub struct ShellTask<'a> {
     pub save_to: Option<&'a Path>,
     /// `$0` inside the task (TrivialRC's is the path of its script).
     pub arg0: &'a OsStr,
+    /// The signal trc stops the task with (see [`DEFAULT_WHEN_STOP_SIGNAL`]).
+    pub stop_signal: nix::sys::signal::Signal,
 }
 
 impl ShellTask<'_> {
@@ -82,6 +110,9 @@ impl ShellTask<'_> {
         args.push(self.arg0.to_owned());
         args.extend(self.args.iter().cloned());
         let path = |p: Option<&Path>| p.map(|p| p.as_os_str().to_owned()).unwrap_or_default();
+        let stop = self.stop_signal as i32;
+        let untrapped =
+            if DEFAULT_WHEN_STOP_SIGNAL.contains(&stop) { stop.to_string() } else { String::new() };
         SpawnSpec {
             program: OsString::from("bash"),
             args,
@@ -91,6 +122,7 @@ impl ShellTask<'_> {
                 ("_TRC_NS".into(), self.stage.ns().into()),
                 ("_TRC_STATE".into(), path(self.state)),
                 ("_TRC_SAVE".into(), path(self.save_to)),
+                ("_TRC_UNTRAPPED".into(), untrapped.into()),
             ],
             ..SpawnSpec::default()
         }
@@ -146,9 +178,35 @@ mod tests {
     #[test]
     fn prelude_has_every_trap() {
         let p = prelude();
-        assert!(p.contains("trap 'exit 143' TERM"));
+        assert!(p.contains("[[ $_trc_untrapped == 15 ]] || trap 'exit 143' TERM"));
         assert!(p.contains("trap 'exit 138' USR1"));
         assert!(!p.contains("@TRAPS@"));
+    }
+
+    fn untrapped(stop_signal: nix::sys::signal::Signal) -> OsString {
+        let task = ShellTask {
+            stage: Stage::Async,
+            kind: ShellKind::Command,
+            src: OsStr::new("true"),
+            args: &[],
+            state: None,
+            save_to: None,
+            arg0: OsStr::new("trc"),
+            stop_signal,
+        };
+        let spec = task.spec();
+        spec.env.into_iter().find(|(k, _)| k == "_TRC_UNTRAPPED").map(|(_, v)| v).unwrap()
+    }
+
+    #[test]
+    fn the_stop_signal_is_left_untrapped_when_its_default_action_is_a_clean_end() {
+        use nix::sys::signal::Signal;
+        assert_eq!(untrapped(Signal::SIGTERM), "15");
+        assert_eq!(untrapped(Signal::SIGHUP), "1");
+        assert_eq!(untrapped(Signal::SIGUSR2), "12");
+        for trapped in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGABRT, Signal::SIGXCPU, Signal::SIGKILL] {
+            assert_eq!(untrapped(trapped), "", "{trapped}");
+        }
     }
 
     #[test]

@@ -147,6 +147,8 @@ fn signals_to_pid_1_from_inside_end_the_group_with_128_plus_n() {
         ("QUIT", libc::SIGQUIT),
         ("USR2", libc::SIGUSR2),
         ("ALRM", libc::SIGALRM),
+        ("SEGV", libc::SIGSEGV),
+        ("ILL", libc::SIGILL),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let task = format!("echo $$ > $DIR/task.pid; kill -{name} 1; sleep 100 & wait");

@@ -171,18 +171,25 @@ fn leak_fds(cmd: &mut Command, file: &std::fs::File) {
 
 // ----- a signal ends the group: 128+N --------------------------------------------------------
 
-/// Sends `sig` to trc while an async task runs: the group ends with 128+N, and the task is gone.
+/// Sends `sig` to trc while an async task runs: the group ends with 128+N, and the task is gone,
+/// its bash and the `sleep` it runs.
 fn signal_while_async_runs(sig: i32) {
     let dir = tempfile::tempdir().unwrap();
-    let mut run = trc(dir.path(), &["-D", "echo $$ > $DIR/async.pid; echo ready; sleep 100 & wait"]).spawn();
+    let mut run = trc(
+        dir.path(),
+        &["-D", "echo $$ > $DIR/async.pid; echo ready; sleep 100 & echo $! > $DIR/sleep.pid; wait"],
+    )
+    .spawn();
     run.wait_for_line("ready");
     let task = read_pid(dir.path(), "async.pid");
+    let sleep = read_pid(dir.path(), "sleep.pid");
     wait_child_runs(task, "sleep");
     run.signal(sig);
     let out = run.wait();
     assert_eq!(out.code(), 128 + sig, "SIG{} while an async task runs: {out:?}", signal_name(sig));
     assert_eq!(out.status.code(), Some(128 + sig), "trc must exit, not die of the signal: {out:?}");
     assert!(!process_alive(task), "the async task {task} outlived trc");
+    assert!(!process_alive(sleep), "the sleep {sleep} of the async task outlived trc");
 }
 
 /// ★ Sends `sig` to trc while a sync task runs: TrivialRC defers the signal until the sync task
@@ -254,13 +261,39 @@ fn the_other_terminating_signals_give_128_plus_n() {
 
 /// TrivialRC also traps ILL, TRAP, BUS, FPE, SEGV and SYS, and SPEC section 6 asks for "the
 /// other signals TrivialRC traps" to end the group gracefully. Sent with kill(2) they are not
-/// faults, so handling them is safe (a handler can tell them apart by si_code).
+/// faults, so handling them is safe (a handler can tell them apart by si_code). Each one ends
+/// the group with 128+N and stops the task, its bash and its `sleep`; so does the same signal
+/// sent twice, a second apart (the first one must not have used the handler up).
 #[test]
-#[ignore = "BUG: kill -SEGV/-ILL/-TRAP/-BUS/-FPE/-SYS kills trc (or the first SEGV/BUS is swallowed) and leaves its tasks running"]
 fn fault_signals_sent_with_kill_end_the_group_gracefully() {
     for sig in [libc::SIGILL, libc::SIGTRAP, libc::SIGBUS, libc::SIGFPE, libc::SIGSEGV, libc::SIGSYS] {
         signal_while_async_runs(sig);
     }
+}
+
+/// A fault signal sent with kill(2) again and again while trc stops a stubborn task (one that
+/// ignores SIGTERM): the handler stays in place, trc never dies of the signal, and the signal
+/// repeated a second after teardown began kills what is left at once, as any terminating
+/// signal does (the stop-timeout is 60 s).
+#[test]
+fn fault_signal_repeated_during_teardown_is_handled_each_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = trc(dir.path(), &["-D", "trap '' TERM; echo $$ > $DIR/stubborn.pid; exec sleep 100"])
+        .env("RC_STOP_TIMEOUT", "60s")
+        .env("RC_VERBOSE", "true")
+        .spawn();
+    let task = read_pid(dir.path(), "stubborn.pid");
+    let sent = Instant::now();
+    while run.child.try_wait().unwrap().is_none() {
+        assert!(sent.elapsed() < DEADLINE, "trc did not exit");
+        run.signal(libc::SIGSEGV);
+        // The interval of the repetition, not a wait for a state.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = run.wait();
+    assert_eq!(out.status.code(), Some(139), "trc must exit with 139, not die of SIGSEGV: {out:?}");
+    assert!(out.stdout.contains("Exiting in the background (exitcode=137)"), "{out:?}");
+    assert!(!process_alive(task), "the stubborn task {task} outlived trc");
 }
 
 #[test]
@@ -466,7 +499,6 @@ fn tasks_start_with_an_empty_mask_and_default_dispositions() {
 /// trc started by glibc's posix_spawn (Rust's `Command`, Python's `subprocess`) has 32 and 33
 /// ignored, and every task then inherits that.
 #[test]
-#[ignore = "BUG: tasks inherit signals 32, 33 (glibc-reserved) and 64 (SIGRTMAX) ignored from trc"]
 fn tasks_start_with_signals_32_33_and_64_at_default() {
     let mut control = Command::new("cat");
     control.arg("/proc/self/status");

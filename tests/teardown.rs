@@ -602,3 +602,91 @@ fn pending_restart_is_cancelled_by_a_signal() {
     let starts = std::fs::read_to_string(dir.path().join("starts")).unwrap();
     assert_eq!(starts.lines().count(), 1, "{out:?}");
 }
+
+// ----- a stop signal that reaches bash as it starts a program --------------------------------
+
+/// Shell code that makes bash's next program lookup slow (a `PATH` of thousands of missing
+/// directories, all searched before bash execs or forks), creates `$DIR/go`, then runs `cmd`.
+/// A stop signal sent as soon as `go` appears reaches bash while it is starting `cmd`.
+fn slow_start(cmd: &str) -> String {
+    format!("PATH=$(printf '/nonexistent/%d:' $(seq 6000))$PATH; : > \"$DIR/go\"; {cmd}")
+}
+
+/// The window between a task's bash and the program it starts: the stop signal that reaches
+/// bash there must not be lost (it was, when bash's TERM trap took it and then exec'd the
+/// program or forked it and waited for it; the program then ran until the stop-timeout's
+/// SIGKILL). The second task ends the group (wait_any) the moment the first one writes `go`;
+/// the stop-timeout is 60 s, so a lost signal shows as trc not exiting within the harness'
+/// 30 s deadline. Both ways bash starts a program, and with an EXIT trap of the task's own
+/// (bash then handles TERM itself, and must run it); 10 runs each.
+#[test]
+fn stop_signal_reaching_bash_as_it_starts_a_program_is_not_lost() {
+    let exit_trap = "trap 'echo exit-trap-$((6 * 7))' EXIT; ";
+    let cases = [
+        ("", "exec sleep 1000"),
+        ("", "sleep 1000"),
+        ("", "sleep 1000; echo after-$((6 * 7))"),
+        (exit_trap, "exec sleep 1000"),
+        (exit_trap, "sleep 1000; echo after-$((6 * 7))"),
+    ];
+    for (before, cmd) in cases {
+        let task = format!("{before}{}", slow_start(cmd));
+        for run in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let out = trc(dir.path(), &["-D", &task, "-D", "until [ -e \"$DIR/go\" ]; do :; done; exit 0"])
+                .env("RC_STOP_TIMEOUT", "60s")
+                .env("RC_VERBOSE", "true")
+                .run();
+            assert_eq!(out.code(), 0, "{task:?}, run {run}: {out:?}");
+            assert!(
+                !out.stdout.contains("after-42"),
+                "bash went on after the stop: {task:?}, run {run}: {out:?}"
+            );
+            // Unless bash was already exec'ing sleep, the task's EXIT trap ran.
+            if !before.is_empty() && !cmd.starts_with("exec") {
+                assert!(out.stdout.contains("async-1: exit-trap-42"), "{task:?}, run {run}: {out:?}");
+            }
+        }
+    }
+}
+
+/// A shell task stopped by trc (SIGTERM, which bash leaves at its default action so that it
+/// cannot be lost) still runs its own EXIT trap, and ends with 143; its foreground program is
+/// stopped too.
+#[test]
+fn a_stopped_tasks_exit_trap_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = trc(
+        dir.path(),
+        &[
+            "-D",
+            "trap 'echo exit-trap-ran' EXIT; sleep 1000 & echo $! > $DIR/sleep.pid; wait",
+            "-F",
+            &until_file("go", "exit 0"),
+        ],
+    )
+    .env("RC_VERBOSE", "true")
+    .spawn();
+    let sleep = read_pid(dir.path(), "sleep.pid");
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let out = running.wait();
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stdout.contains("async-1: exit-trap-ran"), "{out:?}");
+    assert!(out.stdout.contains("Exiting in the background (exitcode=143)"), "{out:?}");
+    assert_gone(&[("the task's sleep", sleep)], &out);
+}
+
+/// The same race as it comes, without the slow lookup: two tasks of a trc.d start together,
+/// one `exec`s a program, the other exits at once and ends the group (wait_any), so the stop
+/// signal often comes while the first one's bash is still starting its program. 30 runs.
+#[test]
+fn stop_signal_sent_as_tasks_start_is_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("trc.d")).unwrap();
+    std::fs::write(dir.path().join("trc.d/async.a"), "exec sleep 1000\n").unwrap();
+    std::fs::write(dir.path().join("trc.d/async.b"), "exit 0\n").unwrap();
+    for run in 0..30 {
+        let out = trc(dir.path(), &[]).env("RC_STOP_TIMEOUT", "60s").run();
+        assert_eq!(out.code(), 0, "run {run}: {out:?}");
+    }
+}

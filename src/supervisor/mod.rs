@@ -29,7 +29,6 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use policy::GroupPolicy;
 use restart::Decision;
-use signal_hook_tokio::Signals;
 use spawn::SpawnSpec;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -154,7 +153,7 @@ pub fn run(setup: Setup) -> i32 {
     local.block_on(&runtime, async move {
         let mut watched: Vec<i32> = signals::TERMINATING.to_vec();
         watched.push(libc::SIGCHLD);
-        let signals = match Signals::new(&watched) {
+        let signals = match signals::Watch::new(&watched) {
             Ok(signals) => signals,
             Err(e) => {
                 return config_error(&format!("cannot install signal handlers: {e}"), EXIT_CONFIG);
@@ -287,7 +286,7 @@ struct Supervisor {
     by_pid: HashMap<Pid, TaskId>,
     /// The state the last completed boot task saved, restored by every later shell task.
     boot_state: Option<PathBuf>,
-    signals: Signals,
+    signals: signals::Watch,
     /// Events taken from one wake-up that are still to be handled.
     pending: VecDeque<Event>,
     /// When teardown began (for telling a repeated signal from an insistent one).
@@ -923,6 +922,7 @@ impl Supervisor {
                 state: self.boot_state.as_deref(),
                 save_to,
                 arg0: &self.arg0,
+                stop_signal: task.settings.stop_signal,
             }
             .spec()
         };

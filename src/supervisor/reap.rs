@@ -16,18 +16,21 @@ pub fn become_subreaper() -> nix::Result<()> {
     nix::sys::prctl::set_child_subreaper(true)
 }
 
-/// Reaps every child that has exited, returning each pid with its shell-style status.
+/// Reaps every child that has exited, returning each pid with its shell-style status. A task
+/// leader's process group is forgotten by the fault handler as its leader is reaped.
 pub fn reap_exited() -> Vec<(Pid, i32)> {
     let mut reaped = Vec::new();
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => reaped.push((pid, exit_code(Some(code), None))),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => reaped.push((pid, exit_code(None, Some(sig as i32)))),
+        let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, exit_code(Some(code), None)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, exit_code(None, Some(sig as i32))),
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,
             Err(_) => break,
-        }
+        };
+        super::signals::untrack_group(pid.as_raw());
+        reaped.push((pid, status));
     }
     reaped
 }

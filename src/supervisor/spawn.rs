@@ -80,6 +80,7 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Forked> {
         ForkResult::Parent { child } => {
             // Also here, so the group exists whichever process runs first.
             let _ = nix::unistd::setpgid(child, child);
+            super::signals::track_group(child.as_raw());
             drop((go_read, err_write, devnull));
             Ok(Forked { pid: child, go: go_write, errors: err_read })
         }
@@ -137,11 +138,12 @@ unsafe fn child(
             libc::sigprocmask(libc::SIG_BLOCK, &ttou, std::ptr::null_mut());
             libc::tcsetpgrp(0, libc::getpid());
         }
-        // Default dispositions for every signal: trc ignores some, and ignored stays ignored
-        // across exec.
-        for sig in 1..libc::SIGRTMAX() {
+        // Default dispositions for every signal, 1 to SIGRTMAX included: trc ignores some, and
+        // may itself have been started with others ignored (glibc's posix_spawn leaves 32 and
+        // 33 ignored); an ignored signal stays ignored across exec.
+        for sig in 1..=libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
+                reset_disposition(sig);
             }
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -171,6 +173,38 @@ unsafe fn child(
             libc::ENOENT | libc::ENOTDIR => 127,
             _ => 126,
         }
+    }
+}
+
+/// The kernel's `struct sigaction`, as the `rt_sigaction` system call takes it.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Sets `sig` to its default action with the `rt_sigaction` system call itself: glibc's
+/// `signal()` and `sigaction()` refuse signals 32 and 33, which it reserves for its threads.
+/// An all-zero action is SIG_DFL with no flags and an empty mask whatever the order of the
+/// fields on the architecture (those without `sa_restorer` read the mask from its place).
+///
+/// # Safety
+/// Only a system call on stack memory: async-signal-safe, fit for the child between fork
+/// and exec.
+unsafe fn reset_disposition(sig: libc::c_int) {
+    let action = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    // SAFETY: `action` lives across the call; the kernel only reads it (no old action asked
+    // for); 8 is the size of the kernel's signal set.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            libc::c_long::from(sig),
+            &action as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8 as libc::c_long,
+        );
     }
 }
 
