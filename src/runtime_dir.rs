@@ -2,19 +2,21 @@
 //! control socket. `$XDG_RUNTIME_DIR/trc/<instance>`, or `/run/trc/<instance>` for root, else
 //! `$TMPDIR/trc-<uid>/<instance>`; mode 0700, removed when trc exits.
 //!
-//! An instance owns its directory by holding an exclusive `flock` on `lock` inside it for as
-//! long as it runs. So two instances (nested ones too) never share one: the second takes the
+//! An instance owns its directory by holding an exclusive lock on the file `lock` inside it for
+//! as long as it runs: an open-file-description lock (`F_OFD_SETLK`), which, unlike `flock`,
+//! others can test without taking it (`F_OFD_GETLK`), so a `trcctl` looking for instances never
+//! makes a starting trc think its name is taken. So two instances (nested ones too) never share one: the second takes the
 //! next free name (`app-2`), or refuses to start when its name was asked for explicitly. The
 //! directory of a trc that died without cleaning up has a lock nobody holds: it is stale, and
 //! the next instance of that name empties and reuses it.
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{fcntl, FcntlArg};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// The lock file whose `flock` marks a directory as in use.
+/// The lock file whose lock marks a directory as in use.
 pub const LOCK_FILE: &str = "lock";
 /// The file that holds the owner's pid (for messages and `trcctl`).
 pub const PID_FILE: &str = "pid";
@@ -26,7 +28,7 @@ pub struct RuntimeDir {
     path: PathBuf,
     name: String,
     /// Held for the whole run; released (by closing) only after the directory is removed.
-    lock: Option<Flock<File>>,
+    lock: Option<File>,
 }
 
 impl RuntimeDir {
@@ -110,11 +112,10 @@ fn take(base: &Path, name: &str) -> io::Result<Option<RuntimeDir>> {
             .custom_flags(libc::O_NOFOLLOW)
             .open(path.join(LOCK_FILE))
             .map_err(annotate)?;
-        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => lock,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
-            Err((_, e)) => return Err(annotate(e.into())),
-        };
+        if !lock_file(&file, libc::F_WRLCK as libc::c_short).map_err(annotate)? {
+            return Ok(None);
+        }
+        let lock = file;
         // The owner before us may have removed the directory between our open and our lock:
         // then the lock is on a file that is no longer there, and we try again.
         let held = lock.metadata().map_err(annotate)?;
@@ -156,10 +157,29 @@ fn owner_note(dir: &Path) -> String {
 /// Whether the instance directory `dir` is held by a running trc (its lock is taken).
 pub fn is_running(dir: &Path) -> bool {
     let Ok(file) = File::open(dir.join(LOCK_FILE)) else { return false };
-    // A shared probe: it fails while the owner holds its exclusive lock.
-    match Flock::lock(file, FlockArg::LockSharedNonblock) {
-        Ok(_probe) => false,
-        Err((_, e)) => e == nix::errno::Errno::EWOULDBLOCK,
+    let mut probe = whole_file(libc::F_RDLCK as libc::c_short);
+    // Asks whether a read lock could be taken, without taking one.
+    match fcntl(&file, FcntlArg::F_OFD_GETLK(&mut probe)) {
+        Ok(_) => probe.l_type != libc::F_UNLCK as libc::c_short,
+        Err(_) => false,
+    }
+}
+
+/// A lock of `kind` on the whole file.
+fn whole_file(kind: libc::c_short) -> libc::flock {
+    // SAFETY: `flock` is a plain C struct of integers; all zeroes is a valid value.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock
+}
+
+/// Takes a lock of `kind` on `file` without waiting: false when another holds a conflicting one.
+fn lock_file(file: &File, kind: libc::c_short) -> io::Result<bool> {
+    match fcntl(file, FcntlArg::F_OFD_SETLK(&whole_file(kind))) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -225,6 +245,33 @@ mod tests {
         assert!(check_name(".x").is_err());
         assert!(check_name("a/b").is_err());
         assert!(check_name("").is_err());
+    }
+
+    /// Looking for instances (as `trcctl` does, all the time) never makes a starting trc think
+    /// its name is taken: the probe takes no lock.
+    #[test]
+    fn probing_does_not_take_the_name() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("app");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(LOCK_FILE), "").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let prober = {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    is_running(&dir);
+                }
+            })
+        };
+        for _ in 0..200 {
+            let mut dir = take(base.path(), "app").unwrap().expect("the name was taken by a probe");
+            assert!(is_running(dir.path()));
+            // Let go of the lock but keep the directory for the next round.
+            drop(dir.lock.take());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        prober.join().unwrap();
     }
 
     #[test]
