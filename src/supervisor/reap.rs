@@ -45,30 +45,76 @@ pub fn signal_group(pgid: Pid, signal: Signal) {
     let _ = killpg(pgid, signal);
 }
 
-/// The pids of trc's living children, from /proc (each `stat` names its parent).
+/// Whether trc has any child at all, living or not yet reaped (one system call).
+pub fn has_children() -> bool {
+    use nix::sys::wait::{waitid, Id};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    loop {
+        match waitid(Id::All, flags) {
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => return false,
+            _ => return true,
+        }
+    }
+}
+
+/// The pids of trc's living children. None at all is one system call; otherwise the kernel's
+/// list of each of trc's threads' children (`/proc/self/task/*/children`), or, on a kernel
+/// without it, a scan of every process's `stat` for its parent.
 pub fn children() -> Vec<Pid> {
+    if !has_children() {
+        return Vec::new();
+    }
+    let listed = children_from_task_lists().unwrap_or_else(scan_proc);
+    listed.into_iter().filter(|&pid| process_state(pid).is_some_and(|(state, _)| state != 'Z')).collect()
+}
+
+fn children_from_task_lists() -> Option<Vec<Pid>> {
+    let mut kids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).ok()?;
+        kids.extend(list.split_whitespace().filter_map(|p| p.parse().ok()).map(Pid::from_raw));
+    }
+    Some(kids)
+}
+
+fn scan_proc() -> Vec<Pid> {
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut kids = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command name, which may itself contain spaces and parentheses.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(me) && state != Some("Z") {
-            kids.push(Pid::from_raw(pid));
-        }
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .map(Pid::from_raw)
+        .filter(|&pid| process_state(pid).is_some_and(|(_, ppid)| ppid == me))
+        .collect()
+}
+
+/// A process's state letter and parent pid, from its `stat`.
+fn process_state(pid: Pid) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may itself contain spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_are_listed_and_none_is_cheap() {
+        // (Other tests of this binary may have children of their own: only ours are checked.)
+        let mut child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        assert!(has_children());
+        assert!(children().contains(&pid));
+        assert!(scan_proc().contains(&pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!children().contains(&pid));
     }
-    kids
 }
