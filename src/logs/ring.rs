@@ -10,8 +10,8 @@ use crate::control::protocol::LogLine;
 use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
-/// Bytes of output kept per task.
-pub const RING_BYTES: usize = 256 * 1024;
+/// Bytes of output kept per task: 64 MiB at most for 1,000 chatty tasks.
+pub const RING_BYTES: usize = 64 * 1024;
 /// Lines queued for one follower before it starts losing them.
 const FOLLOW_QUEUE: usize = 4096;
 
