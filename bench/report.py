@@ -64,6 +64,8 @@ def machine(trc):
     trc_version = run(trc, "--version")
     if commit:
         trc_version += f" (commit {commit}{', with uncommitted changes in src/' if dirty else ''})"
+    if os.environ.get("TRC_BUILD"):
+        trc_version += f", {os.environ['TRC_BUILD']}"
     def bare(name, version):  # "tini version 0.19.0" -> "0.19.0"
         return re.sub(rf"^{re.escape(name)}( version)? v?", "", version)
 

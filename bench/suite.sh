@@ -17,9 +17,10 @@
 #   --smoke    tiny sizes, one repetition, well under a minute (CI runs it so that the suite never
 #              rots); writes no file unless --out is given
 #   --out FILE write the report to FILE instead
-# Env:   TRC=path/to/trc (default target/release/trc, built with `cargo build --release` when
-#        missing). Run as root: missing baselines are installed with apt-get (tini dumb-init runit
-#        s6 supervisor hyperfine, and dash procps python3 util-linux that the scripts use).
+# Env:   TRC=path/to/trc (default: the static build, target/<host>/release/trc, built with
+#        RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target <host>).
+#        Run as root: missing baselines are installed with apt-get (tini dumb-init runit s6
+#        supervisor hyperfine, and dash procps python3 util-linux that the scripts use).
 set -euo pipefail
 smoke=0
 out_file=
@@ -62,13 +63,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ -z "${TRC:-}" ]; then
-    TRC=$repo/target/release/trc
-    if [ ! -x "$TRC" ]; then
-        say "building trc: cargo build --release"
-        (cd "$repo" && cargo build --release --quiet)
-    fi
+    # The build to ship in a container: statically linked (README, "Static build").
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    TRC=$repo/target/$host/release/trc
+    say "building trc (static): cargo build --release --target $host, crt-static"
+    (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --target "$host")
 fi
 [ -x "$TRC" ] || { echo "$TRC: not an executable (set TRC=...)" >&2; exit 1; }
+export TRC_BUILD
+TRC_BUILD=$(python3 "$here/elf_kind.py" "$TRC")
 
 # ----- processes, and cleaning them up --------------------------------------------------------
 tmp=$(mktemp -d -t trc-suite.XXXXXX)

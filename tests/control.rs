@@ -1025,3 +1025,47 @@ fn a_forced_manager_that_is_not_there_is_exit_69() {
         assert_eq!(out.code, 69, "{out:?}");
     }
 }
+
+/// On a terminal, with several instances and none named, trcctl asks which one and takes the
+/// answer (`script` gives it a terminal; the answer comes through it).
+#[test]
+fn several_instances_on_a_terminal_are_a_question() {
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "script (bsdutils) is missing under CI");
+        eprintln!("note: no `script`: the terminal prompt is not tested");
+        return;
+    }
+    let s = Sandbox::new();
+    let first = s.work("a/app");
+    let second = s.work("b/app");
+    task(&first, "one", "exec sleep 1000\n");
+    task(&second, "two", "exec sleep 1000\n");
+    let _trc1 = s.start(&first);
+    let _trc2 = s.start(&second);
+    // Instances are listed by name: 1) app, 2) app-2.
+    let mut cmd = s.trcctl();
+    cmd.args(["-qec", &format!("{TRCCTL} --manager trc list"), "/dev/null"]);
+    let mut cmd = {
+        // `timeout`: a trcctl that never reads its answer fails the test instead of hanging it.
+        let mut script = Command::new("timeout");
+        script.args(["30", "script"]).args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => script.env(k, v),
+                None => script.env_remove(k),
+            };
+        }
+        script.current_dir(s.root());
+        script
+    };
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("script");
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"2\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("Several trc instances are running"), "{text}");
+    assert!(text.contains("Which one?"), "{text}");
+    assert!(text.contains("two") && !text.contains("one "), "the second instance's tasks: {text}");
+}
