@@ -238,8 +238,9 @@ pub fn process_alive(pid: i32) -> bool {
 
 /// Shell code that runs `sleep 1000` in the background and waits for it, writing the sleep's
 /// pid to `<dir>/<name>.pid`. Tests signal trc only once that sleep really runs
-/// ([`wait_sleeping`]): a stop signal that reaches bash while it `exec`s a program is lost (a
-/// race in the task prelude's traps), and the task then takes the stop-timeout to die.
+/// ([`wait_sleeping`]), so that what a test sees does not depend on how far the task got. (A
+/// stop signal bash traps, INT say, can still be lost while bash starts a program; TERM is not
+/// trapped since the prelude leaves the stop signal at its default action.)
 pub fn sleeper(dir: &Path, name: &str) -> String {
     let p = dir.join(format!("{name}.pid"));
     format!("sleep 1000 & echo $! > {p}.tmp; mv {p}.tmp {p}; wait", p = p.display())
