@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{can_use_namespaces, process_alive, trc_bin, wait_until, Output, Running};
+use common::{can_use_namespaces, process_alive, trc_bin, wait_for, wait_until, Output, Running};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -71,13 +71,6 @@ fn processes_in(ns: &str) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
         .filter(|&pid| pid_namespace(pid).as_deref() == Some(ns))
         .collect()
-}
-
-/// A line containing `needle`, which may already have arrived.
-fn wait_for(running: &mut Running, needle: &str) {
-    if !running.stdout.contains(needle) && !running.stderr.contains(needle) {
-        running.wait_for_line(needle);
-    }
 }
 
 fn show(out: &Output) -> String {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{process_alive, wait_until, Running, Trc, DEADLINE};
+use common::{process_alive, read_pid, wait_child_runs, wait_for, wait_until, Running, Trc, DEADLINE};
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
@@ -17,37 +17,6 @@ use std::time::Instant;
 /// `trc ARGS` in a fresh temp dir, which tasks find as `$DIR`.
 fn trc(dir: &Path, args: &[&str]) -> Trc {
     Trc::new(dir, args).env("DIR", dir.to_str().unwrap())
-}
-
-/// Waits for a line containing `needle`, which may already have arrived while waiting for
-/// another one.
-fn wait_for(running: &mut Running, needle: &str) {
-    if !running.stdout.contains(needle) && !running.stderr.contains(needle) {
-        running.wait_for_line(needle);
-    }
-}
-
-/// The pid a task wrote to `$DIR/name`.
-fn read_pid(dir: &Path, name: &str) -> i32 {
-    let path = dir.join(name);
-    wait_until(&format!("{} to hold a pid", path.display()), || {
-        std::fs::read_to_string(&path).map(|s| s.trim().parse::<i32>().is_ok()).unwrap_or(false)
-    });
-    std::fs::read_to_string(&path).unwrap().trim().parse().unwrap()
-}
-
-/// Waits until process `parent` has a child running `comm` (exec'd). A signal sent to a task's
-/// group while its bash forks and execs a child can be lost in that child (bash's handler is
-/// still installed there), which the stop-timeout then covers: waiting for the exec first keeps
-/// the tests fast.
-fn wait_child_runs(parent: i32, comm: &str) {
-    wait_until(&format!("a child of {parent} to run {comm}"), || {
-        let children =
-            std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
-        children.split_whitespace().any(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/comm")).is_ok_and(|c| c.trim_end() == comm)
-        })
-    });
 }
 
 /// Waits for a child started outside the harness, killing it after the deadline.

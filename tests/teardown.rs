@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{process_alive, wait_until, Output, Running, Trc};
+use common::{process_alive, read_pid, wait_child_runs, wait_for, wait_until, Output, Running, Trc};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -19,38 +19,9 @@ fn trc(dir: &Path, args: &[&str]) -> Trc {
     Trc::new(dir, args).env("DIR", dir.to_str().unwrap())
 }
 
-/// Waits for a line containing `needle`, which may already have arrived while waiting for
-/// another one.
-fn wait_for(running: &mut Running, needle: &str) {
-    if !running.stdout.contains(needle) && !running.stderr.contains(needle) {
-        running.wait_for_line(needle);
-    }
-}
-
-/// The pid a task wrote to `$DIR/name`, once it is there.
-fn read_pid(dir: &Path, name: &str) -> i32 {
-    let path = dir.join(name);
-    wait_until(&format!("{} to hold a pid", path.display()), || {
-        std::fs::read_to_string(&path).map(|s| s.trim().parse::<i32>().is_ok()).unwrap_or(false)
-    });
-    std::fs::read_to_string(&path).unwrap().trim().parse().unwrap()
-}
-
 /// A bash loop waiting (bounded: about 30 s) for `$DIR/name` to exist, then running `then`.
 fn until_file(name: &str, then: &str) -> String {
     format!("for _i in $(seq 1000); do [ -e \"$DIR/{name}\" ] && break; sleep 0.03; done; {then}")
-}
-
-/// Waits until process `parent` has a child running `comm` (exec'd): a signal sent while a
-/// bash forks and execs can be lost in the child, which the stop-timeout then covers.
-fn wait_child_runs(parent: i32, comm: &str) {
-    wait_until(&format!("a child of {parent} to run {comm}"), || {
-        let children =
-            std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
-        children.split_whitespace().any(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/comm")).is_ok_and(|c| c.trim_end() == comm)
-        })
-    });
 }
 
 fn assert_gone(pids: &[(&str, i32)], out: &Output) {

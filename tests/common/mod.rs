@@ -256,3 +256,33 @@ pub fn wait_sleeping(dir: &Path, name: &str) {
         })
     });
 }
+
+/// Waits for a line containing `needle`, which may already have arrived while waiting for
+/// another one.
+pub fn wait_for(running: &mut Running, needle: &str) {
+    if !running.stdout.contains(needle) && !running.stderr.contains(needle) {
+        running.wait_for_line(needle);
+    }
+}
+
+/// The pid a task wrote to `dir/name`, once it is there.
+pub fn read_pid(dir: &Path, name: &str) -> i32 {
+    let path = dir.join(name);
+    wait_until(&format!("{} to hold a pid", path.display()), || {
+        std::fs::read_to_string(&path).map(|s| s.trim().parse::<i32>().is_ok()).unwrap_or(false)
+    });
+    std::fs::read_to_string(&path).unwrap().trim().parse().unwrap()
+}
+
+/// Waits until process `parent` has a child running `comm` (exec'd), so that what a test does
+/// next finds the task past its start (a signal bash traps, INT say, sent to a task's group
+/// while its bash forks and execs a child can still be lost in that child).
+pub fn wait_child_runs(parent: i32, comm: &str) {
+    wait_until(&format!("a child of {parent} to run {comm}"), || {
+        let children =
+            std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+        children.split_whitespace().any(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+    });
+}
