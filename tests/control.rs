@@ -623,6 +623,28 @@ fn ensure_cwd_and_env_take_effect() {
     assert_eq!(lines.len(), 3, "{text:?}");
     assert_eq!(std::fs::canonicalize(lines[0]).unwrap(), std::fs::canonicalize(&place).unwrap(), "{text:?}");
     assert_eq!(&lines[1..], ["v1", "two words"], "{text:?}");
+
+    // A relative --cwd is trcctl's directory's (the sandbox root here), not trc's.
+    let rel_out = s.root().join("rel-out");
+    let out = s.ctl(&[
+        "ensure",
+        "rel",
+        "--cwd",
+        "some place",
+        "--",
+        "sh",
+        "-c",
+        "pwd > \"$1.tmp\"; mv \"$1.tmp\" \"$1\"; exec sleep 1000",
+        "sh",
+        rel_out.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let text = wait_file(&rel_out);
+    assert_eq!(
+        std::fs::canonicalize(text.trim()).unwrap(),
+        std::fs::canonicalize(&place).unwrap(),
+        "{text:?}"
+    );
 }
 
 // ----- start-all ------------------------------------------------------------------------------

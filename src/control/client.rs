@@ -134,6 +134,8 @@ impl Manager for Trc {
     }
 
     fn ensure(&mut self, spec: &EnsureSpec) -> Result<(Ensured, TaskInfo)> {
+        // A relative --cwd means the caller's directory, not trc's.
+        let spec = &super::backend::absolute_cwd(spec)?;
         let reply = self.call(Command::Ensure {
             task: spec.name.clone(),
             command: spec.command.clone(),
