@@ -357,9 +357,15 @@ impl LogStream {
             let waiting = self.splitter.borrow().has_partial();
             if waiting {
                 tokio::select! {
+                    // Data first: when trc was busy for a while, both may be ready at once.
+                    biased;
                     ready = self.rx.readable() => if ready.is_err() { return },
                     () = tokio::time::sleep(IDLE_FLUSH) => {
-                        self.flush_partial();
+                        // The rest of the line may have come while trc was busy elsewhere (the
+                        // reactor has not looked yet): a line is cut only after a real pause.
+                        if self.read_available() == 0 {
+                            self.flush_partial();
+                        }
                         continue;
                     }
                 }
