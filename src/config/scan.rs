@@ -30,6 +30,9 @@ pub struct TaskFile {
     pub run: RunMode,
     /// The `BEGIN TRC` header's directives (checked against the defaults at scan time).
     pub directives: Vec<Directive>,
+    /// What identifies this version of the file: a hash of its content and of how it runs
+    /// (`reload` restarts a task whose fingerprint changed).
+    pub fingerprint: Option<u64>,
 }
 
 /// Every task file of the work dir, per stage, in run order.
@@ -205,7 +208,25 @@ fn inspect(
     };
     let directives = read_directives(&path).map_err(unreadable)?.map_err(bad)?;
     apply(*defaults, &directives).map_err(bad)?;
-    Ok(Some(TaskFile { stage, name: name.to_string_lossy().into_owned(), path, run, directives }))
+    let fingerprint = fingerprint(&path, run);
+    Ok(Some(TaskFile {
+        stage,
+        name: name.to_string_lossy().into_owned(),
+        path,
+        run,
+        directives,
+        fingerprint,
+    }))
+}
+
+/// A hash of a file's content and of how it runs.
+pub fn fingerprint(path: &Path, run: RunMode) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(path).ok()?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    (run == RunMode::Executable).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Whether `head` starts with a `#!` line naming an interpreter other than sh or bash

@@ -19,6 +19,13 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
+/// Runs `release` once what trc has written to its stdout so far is out (the trailing
+/// command, which writes to trc's stdout itself, execs only after its "Launching" line).
+pub fn release_after_output(release: Box<dyn FnOnce() + Send>) {
+    // Writes to the console are synchronous here: everything is out already.
+    release();
+}
+
 /// Prints trc's events on the console. Cloning shares the flags.
 #[derive(Clone)]
 pub struct Console {

@@ -1,23 +1,36 @@
-//! The supervisor's answers to control requests (`trcctl`). They run inside the event loop, so
-//! they see and change the task table like any other event; what takes time (a task stopping)
-//! is answered later, from `start` and `finished`, through a [`Waiter`].
+//! The supervisor's answers to control requests (`trcctl`). They run inside the event loop:
+//! a verb only changes what the operator *wants* of a task (`machine::Wanted`) or asks the
+//! machine for a restart; the machine does the rest. What takes time (a task stopping, file
+//! work) is answered later: through a [`Waiter`] when the task has started or exited, or when
+//! the worker's result comes back (`files.rs`).
 //!
-//! Rules: reading (info, list, status, logs) works at any time; changing (start, stop, restart,
-//! signal, ensure, start-all, reload) only while the group runs, not during boot or teardown.
-//! A task stopped by `stop` is held down: it is not restarted, and the wait policy does not
-//! count it as finished (it may come back with `start`).
+//! Rules:
+//! - reading (info, list, status, logs) works at any time; changing (start, stop, restart,
+//!   signal, ensure, start-all, reload) only while the group runs, not during boot or teardown;
+//! - a task stopped by `stop` is held down: it is not restarted, and the wait policy does not
+//!   count it as finished (it may come back with `start`);
+//! - boot and halt tasks and the trailing command run once: trc refuses to control them;
+//! - sync tasks keep their chain (one at a time, in order): `start` of a sync task that has
+//!   not had its turn yet is refused (it will run in its turn); `start` of one that has run or
+//!   was held down puts it at the head of the chain (it runs at once if no sync task runs, else
+//!   right after the one that runs); `stop` of a pending one holds it down, so the chain skips
+//!   it; `stop` of the running one stops it and the chain goes on; `restart` of the running
+//!   one stops it and starts it again in its place.
 
-use super::task::{Source, TaskId, TaskState};
-use super::{Phase, Supervisor};
-use crate::config::{parse_signal, scan_work_dir, RunMode, Stage, TaskFile};
+use super::files::{JobDone, Written};
+use super::group::Phase;
+use super::machine::{Input, State, Wanted};
+use super::task::{Source, TaskId};
+use super::Supervisor;
+use crate::config::{parse_signal, Stage, TaskFile, TaskFiles};
 use crate::control::manager::{check_task_name, shell_body, EnsureSpec, Ensured};
 use crate::control::protocol::{Command, InstanceInfo, ReloadReport, Reply, TaskInfo, DEFAULT_LOG_LINES};
 use crate::control::server::{Answer, Call};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::info;
 
 /// A reply that waits for a task to be up again or down.
 pub struct Waiter {
@@ -37,14 +50,14 @@ pub enum Want {
 }
 
 impl Supervisor {
-    /// Answers one request (now, or later through a waiter).
+    /// Answers one request (now, or later through a waiter or a worker's result).
     pub(super) fn control(&mut self, call: Call) {
         let Call { request, answer } = call;
         let command = request.command;
         let changes =
             !matches!(command, Command::Info | Command::List | Command::Status { .. } | Command::Logs { .. });
-        if changes && self.phase != Phase::Group {
-            let why = match self.phase {
+        if changes && self.group.phase != Phase::Running {
+            let why = match self.group.phase {
                 Phase::Boot => "trc is still booting",
                 _ => "trc is stopping",
             };
@@ -55,28 +68,26 @@ impl Supervisor {
             Command::Info => Ok(Reply { instance: Some(self.instance_info()), ..Reply::ok() }),
             Command::List => Ok(Reply {
                 tasks: Some(
-                    (0..self.tasks.len())
-                        .filter(|&id| !self.tasks[id].removed)
-                        .map(|id| self.task_info(id))
-                        .collect(),
+                    self.tasks.iter().filter(|(_, t)| !t.is_removed()).map(|(id, _)| self.task_info(id)).collect(),
                 ),
                 ..Reply::ok()
             }),
             Command::Status { task } => self.find(&task).map(|id| self.task_reply(id)),
             Command::Start { task } => self.find(&task).and_then(|id| self.control_start(id)),
             Command::Stop { task } => match self.find(&task).and_then(|id| self.control_stop(id)) {
-                Ok(Some(id)) => {
+                Ok(id) if self.tasks.get(id).is_some_and(|t| t.is_active()) => {
                     self.waiters.push(Waiter { task: id, want: Want::Down, answer, ensured: None });
                     return;
                 }
-                Ok(None) => self.find(&task).map(|id| self.task_reply(id)),
+                Ok(id) => Ok(self.task_reply(id)),
                 Err(e) => Err(e),
             },
             Command::Restart { task } => match self.find(&task).and_then(|id| self.control_restart(id)) {
-                Ok(id) => {
+                Ok(id) if self.tasks.get(id).is_some_and(|t| t.is_active()) => {
                     self.waiters.push(Waiter { task: id, want: Want::Up, answer, ensured: None });
                     return;
                 }
+                Ok(id) => Ok(self.task_reply(id)),
                 Err(e) => Err(e),
             },
             Command::Signal { task, signal } => self.find(&task).and_then(|id| self.control_signal(id, &signal)),
@@ -88,14 +99,8 @@ impl Supervisor {
                     env: env.into_iter().collect(),
                     directives: directives.into_iter().collect(),
                 };
-                match self.ensure(&spec) {
-                    Ok((id, ensured, true)) => {
-                        self.waiters.push(Waiter { task: id, want: Want::Up, answer, ensured: Some(ensured) });
-                        return;
-                    }
-                    Ok((id, ensured, false)) => {
-                        Ok(Reply { ensured: Some(ensured.as_str().to_owned()), ..self.task_reply(id) })
-                    }
+                match self.ensure_check(&spec) {
+                    Ok(()) => return self.submit_ensure(spec, answer),
                     Err(e) => Err(e),
                 }
             }
@@ -119,9 +124,43 @@ impl Supervisor {
                 },
                 Err(e) => Err(e),
             },
-            Command::Reload => self.reload().map(|report| Reply { reload: Some(report), ..Reply::ok() }),
+            Command::Reload => return self.submit_reload(answer),
         };
         let _ = answer.send(reply.unwrap_or_else(Reply::error).into());
+    }
+
+    /// A worker's result: the file work of `ensure` or `reload` is done; now the table.
+    pub(super) fn job_done(&mut self, job: JobDone) {
+        if self.group.phase != Phase::Running {
+            let answer = match job {
+                JobDone::Ensure { answer, .. } | JobDone::Reload { answer, .. } => answer,
+            };
+            let _ = answer.send(Reply::error("trc is stopping").into());
+            return;
+        }
+        match job {
+            JobDone::Ensure { spec, answer, result } => {
+                match result.and_then(|w| self.ensure_apply(&spec, w)) {
+                    Ok((id, ensured, true)) => {
+                        self.waiters.push(Waiter { task: id, want: Want::Up, answer, ensured: Some(ensured) })
+                    }
+                    Ok((id, ensured, false)) => {
+                        let reply =
+                            Reply { ensured: Some(ensured.as_str().to_owned()), ..self.task_reply(id) };
+                        let _ = answer.send(reply.into());
+                    }
+                    Err(e) => {
+                        let _ = answer.send(Reply::error(e).into());
+                    }
+                }
+            }
+            JobDone::Reload { answer, result } => {
+                let reply = result
+                    .and_then(|files| self.reload(files))
+                    .map(|report| Reply { reload: Some(report), ..Reply::ok() });
+                let _ = answer.send(reply.unwrap_or_else(Reply::error).into());
+            }
+        }
     }
 
     fn instance_info(&self) -> InstanceInfo {
@@ -136,43 +175,29 @@ impl Supervisor {
 
     /// A task by name: `NAME` (an async or sync task first, then any other), or `STAGE.NAME`.
     fn find(&self, name: &str) -> Result<TaskId, String> {
-        let live = |id: &TaskId| !self.tasks[*id].removed;
-        let ids = || (0..self.tasks.len()).filter(live);
+        let live = || self.tasks.iter().filter(|(_, t)| !t.is_removed());
         if let Some((stage, rest)) = name.split_once('.') {
-            if let Some(id) =
-                ids().find(|&id| self.tasks[id].stage.as_str() == stage && self.tasks[id].name == rest)
-            {
+            if let Some((id, _)) = live().find(|(_, t)| t.stage.as_str() == stage && t.name == rest) {
                 return Ok(id);
             }
         }
-        ids()
-            .filter(|&id| self.tasks[id].name == name)
-            .max_by_key(|&id| matches!(self.tasks[id].stage, Stage::Async | Stage::Sync))
+        live()
+            .filter(|(_, t)| t.name == name)
+            .max_by_key(|(_, t)| t.is_supervised())
+            .map(|(id, _)| id)
             .ok_or_else(|| format!("unknown task \"{name}\""))
     }
 
     pub(super) fn task_info(&self, id: TaskId) -> TaskInfo {
         let task = &self.tasks[id];
         let now = Instant::now();
-        let state = match task.state {
-            TaskState::Pending => "pending",
-            TaskState::Running { .. } => "running",
-            TaskState::Stopping { .. } => "stopping",
-            TaskState::Waiting { .. } => "waiting",
-            TaskState::Finished { .. } if task.held => "stopped",
-            TaskState::Finished { .. } => "finished",
-        };
-        let since = match task.state {
-            TaskState::Running { .. } | TaskState::Stopping { .. } => task.started_at,
-            _ => task.finished_at,
-        };
         TaskInfo {
             name: task.name.clone(),
             stage: task.stage.as_str().to_owned(),
-            state: state.to_owned(),
+            state: task.state_word().to_owned(),
             pid: task.pid().map(|p| p.as_raw()),
-            since_secs: since.map(|t| (now - t).as_secs_f64()),
-            starts: task.starts,
+            since_secs: task.since.map(|t| (now - t).as_secs_f64()),
+            starts: task.machine.starts,
             last_status: task.last_status,
             command: task.label.clone(),
         }
@@ -198,59 +223,70 @@ impl Supervisor {
     /// `start`: starts a task that is not running, lifting its hold. Running already is fine.
     fn control_start(&mut self, id: TaskId) -> Result<Reply, String> {
         self.check_supervised(id)?;
-        let task = &mut self.tasks[id];
-        task.held = false;
-        match task.state {
-            TaskState::Running { .. } => {}
-            TaskState::Stopping { .. } => task.restart_after = true,
-            TaskState::Pending | TaskState::Waiting { .. } | TaskState::Finished { .. } => {
-                info!("Starting on request: {}", task.label);
-                self.start(id, None);
+        if self.tasks[id].stage == Stage::Sync {
+            self.sync_start(id)?;
+        } else {
+            if !self.tasks[id].is_active() {
+                info!("Starting on request: {}", self.tasks[id].label);
+            }
+            match self.tasks[id].state() {
+                State::Pending => self.feed(id, Input::Restart),
+                _ => self.feed(id, Input::Want(Wanted::Up)),
             }
         }
         Ok(self.task_reply(id))
     }
 
-    /// `stop`: holds the task down and stops it. `Some(id)` when the reply must wait for its
-    /// exit.
-    fn control_stop(&mut self, id: TaskId) -> Result<Option<TaskId>, String> {
-        self.check_supervised(id)?;
-        let task = &mut self.tasks[id];
-        task.held = true;
-        task.restart_after = false;
-        match task.state {
-            TaskState::Running { .. } => {
-                info!("Stopping on request: {}", task.label);
-                self.stop(id);
-                Ok(Some(id))
+    /// A sync task's `start`, keeping the chain: see the module's rules.
+    fn sync_start(&mut self, id: TaskId) -> Result<(), String> {
+        let task = &self.tasks[id];
+        let in_queue = self.group.sync.queue.contains(&id);
+        let current = self.group.sync.current == Some(id);
+        match task.state() {
+            _ if current => {
+                // Its turn now: lift a hold (a stopping one starts again once it has exited).
+                self.feed(id, Input::Want(Wanted::Up));
+                Ok(())
             }
-            TaskState::Stopping { .. } => Ok(Some(id)),
-            TaskState::Waiting { status, .. } => {
-                task.state = TaskState::Finished { status };
-                Ok(None)
+            State::Pending if in_queue && task.machine.wanted == Wanted::Up => Err(format!(
+                "{} is a sync task waiting for its turn: sync tasks run one at a time, in order",
+                task.name
+            )),
+            _ => {
+                info!("Starting on request (next in the sync chain): {}", task.label);
+                self.group.sync.queue.retain(|&q| q != id);
+                self.tasks[id].machine.wanted = Wanted::Up;
+                self.group.sync.queue.push_front(id);
+                self.next_sync();
+                Ok(())
             }
-            TaskState::Pending | TaskState::Finished { .. } => Ok(None),
         }
     }
 
-    /// `restart`: stops the task if it runs and starts it again at once. The reply waits for
-    /// the new start.
+    /// `stop`: holds the task down and stops it.
+    fn control_stop(&mut self, id: TaskId) -> Result<TaskId, String> {
+        self.check_supervised(id)?;
+        if self.tasks[id].is_active() {
+            info!("Stopping on request: {}", self.tasks[id].label);
+        }
+        self.feed(id, Input::Want(Wanted::Down));
+        Ok(id)
+    }
+
+    /// `restart`: stops the task if it runs and starts it again at once.
     fn control_restart(&mut self, id: TaskId) -> Result<TaskId, String> {
         self.check_supervised(id)?;
-        let task = &mut self.tasks[id];
-        task.held = false;
-        match task.state {
-            TaskState::Running { .. } => {
-                info!("Restarting on request: {}", task.label);
-                task.restart_after = true;
-                self.stop(id);
-            }
-            TaskState::Stopping { .. } => task.restart_after = true,
-            _ => {
-                info!("Starting on request: {}", task.label);
-                self.start(id, None);
-            }
+        let task = &self.tasks[id];
+        if task.stage == Stage::Sync && !task.is_active() {
+            self.sync_start(id)?;
+            return Ok(id);
         }
+        if task.is_active() {
+            info!("Restarting on request: {}", task.label);
+        } else {
+            info!("Starting on request: {}", task.label);
+        }
+        self.feed(id, Input::Restart);
         Ok(id)
     }
 
@@ -267,106 +303,98 @@ impl Supervisor {
 
     fn start_all(&mut self) -> Reply {
         let mut started = Vec::new();
-        for id in 0..self.tasks.len() {
-            let task = &mut self.tasks[id];
-            if task.stage != Stage::Async || task.removed || matches!(task.source, Source::Argv(_)) {
+        for id in self.tasks.ids() {
+            let task = &self.tasks[id];
+            if task.stage != Stage::Async || task.is_removed() || matches!(task.source, Source::Argv(_)) {
                 continue;
             }
-            task.held = false;
-            match task.state {
-                TaskState::Running { .. } => {}
-                TaskState::Stopping { .. } => task.restart_after = true,
-                _ => {
-                    self.start(id, None);
-                    started.push(id);
-                }
+            let was_active = task.is_active();
+            match task.state() {
+                State::Pending => self.feed(id, Input::Restart),
+                _ => self.feed(id, Input::Want(Wanted::Up)),
+            }
+            if !was_active && self.tasks.get(id).is_some_and(|t| t.is_active()) {
+                started.push(id);
             }
         }
         Reply { tasks: Some(started.into_iter().map(|id| self.task_info(id)).collect()), ..Reply::ok() }
     }
 
-    /// `ensure`: writes `trc.d/async.NAME` when the command is given and differs, then makes
-    /// sure the task runs (restarting it when its file changed). Returns the task, what was
-    /// done to its file, and whether the reply must wait for it to start again.
-    fn ensure(&mut self, spec: &EnsureSpec) -> Result<(TaskId, Ensured, bool), String> {
+    /// `ensure`, before its file work: the name is valid and not taken by another kind of task.
+    fn ensure_check(&self, spec: &EnsureSpec) -> Result<(), String> {
         check_task_name(&spec.name).map_err(|e| e.to_string())?;
-        let existing = self.find_async(&spec.name);
-        if let Some(id) = existing {
-            match &self.tasks[id].source {
+        match self.find_async(&spec.name) {
+            Some(id) => match &self.tasks[id].source {
                 Source::File { path, .. }
-                    if path.parent() == Some(&self.trc_d()) || spec.command.is_empty() => {}
-                Source::File { path, .. } => {
-                    return Err(format!(
-                        "task \"{}\" comes from {}: edit that file",
-                        spec.name,
-                        path.display()
-                    ))
+                    if path.parent() == Some(&self.trc_d()) || spec.command.is_empty() =>
+                {
+                    Ok(())
                 }
-                _ => return Err(format!("\"{}\" is a command-line task", spec.name)),
-            }
-        }
-        let mut outcome = Ensured::Unchanged;
-        if !spec.command.is_empty() {
-            let text = task_file_text(spec)?;
-            let path = self.trc_d().join(format!("async.{}", spec.name));
-            let old = std::fs::read(&path).ok();
-            if old.as_deref() != Some(text.as_bytes()) {
-                write_atomically(&path, text.as_bytes())
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                outcome = if old.is_some() { Ensured::Updated } else { Ensured::Created };
-            }
-        } else if existing.is_none() {
-            return Err(format!(
+                Source::File { path, .. } => {
+                    Err(format!("task \"{}\" comes from {}: edit that file", spec.name, path.display()))
+                }
+                _ => Err(format!("\"{}\" is a command-line task", spec.name)),
+            },
+            None if spec.command.is_empty() => Err(format!(
                 "unknown task \"{}\": give its command the first time (ensure NAME -- CMD...)",
                 spec.name
-            ));
+            )),
+            None => Ok(()),
         }
+    }
+
+    /// `ensure`, after its file work: the task takes its file's new version and is made to
+    /// run (restarted when its file changed). Returns the task, what was done to its file, and
+    /// whether the reply must wait for it to start again.
+    fn ensure_apply(
+        &mut self,
+        spec: &EnsureSpec,
+        written: Written,
+    ) -> Result<(TaskId, Ensured, bool), String> {
+        let existing = self.find_async(&spec.name);
+        let outcome = written.outcome;
         let id = match (existing, outcome) {
             (Some(id), Ensured::Unchanged) => id,
-            _ => {
-                let file = self.scan_one(&spec.name)?;
-                self.apply_file(existing, file)
-            }
+            _ => self.apply_file(existing, written.file),
         };
-        let task = &mut self.tasks[id];
-        task.held = false;
-        info!("Ensured ({}): {}", outcome.as_str(), task.label);
-        let wait = match (outcome, task.state) {
-            (_, TaskState::Stopping { .. }) => {
-                task.restart_after = true;
-                true
+        info!("Ensured ({}): {}", outcome.as_str(), self.tasks[id].label);
+        let state = self.tasks[id].state();
+        let changed = outcome != Ensured::Unchanged;
+        let wait = match state {
+            State::Stopping { .. } => true,
+            State::Starting { .. } | State::Running { .. } => changed,
+            State::Backoff { .. } if !changed => {
+                self.feed(id, Input::Want(Wanted::Up));
+                return Ok((id, outcome, false));
             }
-            (Ensured::Unchanged, TaskState::Running { .. } | TaskState::Waiting { .. }) => false,
-            (_, TaskState::Running { .. }) => {
-                task.restart_after = true;
-                self.stop(id);
-                true
-            }
-            _ => {
-                self.start(id, None);
-                false
-            }
+            _ => false,
         };
+        if wait || !matches!(state, State::Starting { .. } | State::Running { .. }) {
+            self.feed(id, Input::Restart);
+        }
+        let wait = wait && self.tasks.get(id).is_some_and(|t| t.is_active());
         Ok((id, outcome, wait))
     }
 
-    /// `reload`: scans the work dir again and applies the async files: new ones start, removed
-    /// ones stop, changed ones restart (or just take effect at their next start when they are
-    /// not running). The other stages take the new files at their next run (halt at teardown).
-    fn reload(&mut self) -> Result<ReloadReport, String> {
-        let files = scan_work_dir(&self.work_dir, &self.settings.task).map_err(|e| e.to_string())?;
-        files
-            .check_cli_names(self.cli.stage_counts(), !self.cli.command.is_empty())
-            .map_err(|e| e.to_string())?;
+    /// `reload`: applies a fresh scan of the work dir to the async tasks: new ones start,
+    /// removed ones stop (and are forgotten), changed ones restart (or just take effect at
+    /// their next start when they are not running). The other stages take the new files at
+    /// their next run (halt at teardown). A file that clashes with a command-line task fails
+    /// the whole reload, before anything changes.
+    fn reload(&mut self, files: TaskFiles) -> Result<ReloadReport, String> {
+        for file in files.stage(Stage::Async) {
+            if let Some(id) = self.find_async(&file.name) {
+                if !matches!(self.tasks[id].source, Source::File { .. }) {
+                    return Err(format!("{}: the name of a command-line task", file.path.display()));
+                }
+            }
+        }
         let mut report = ReloadReport::default();
         let mut seen = Vec::new();
-        for file in files.async_.clone() {
+        for file in files.stage(Stage::Async).to_vec() {
             let name = file.name.clone();
             match self.find_async(&name) {
-                Some(id) if !matches!(self.tasks[id].source, Source::File { .. }) => {
-                    return Err(format!("{}: the name of a command-line task", file.path.display()))
-                }
-                Some(id) if self.tasks[id].fingerprint == fingerprint(&file) => {
+                Some(id) if self.tasks[id].fingerprint == file.fingerprint => {
                     seen.push(id);
                     report.unchanged.push(name);
                 }
@@ -374,31 +402,25 @@ impl Supervisor {
                     let id = self.apply_file(Some(id), file);
                     seen.push(id);
                     if self.tasks[id].is_active() {
-                        self.tasks[id].restart_after = true;
-                        self.stop(id);
+                        self.feed(id, Input::Restart);
                     }
                     report.restarted.push(name);
                 }
                 None => {
                     let id = self.apply_file(None, file);
                     seen.push(id);
-                    self.start(id, None);
+                    self.feed(id, Input::Restart);
                     report.added.push(name);
                 }
             }
         }
-        for id in 0..self.tasks.len() {
-            let task = &mut self.tasks[id];
+        for id in self.tasks.ids() {
+            let task = &self.tasks[id];
             let from_file = matches!(task.source, Source::File { .. });
-            if task.stage == Stage::Async && from_file && !task.removed && !seen.contains(&id) {
+            if task.stage == Stage::Async && from_file && !task.is_removed() && !seen.contains(&id) {
                 info!("Removed from the work dir: {}", task.label);
-                task.removed = true;
-                task.restart_after = false;
-                if let TaskState::Waiting { status, .. } = task.state {
-                    task.state = TaskState::Finished { status };
-                }
                 report.removed.push(task.name.clone());
-                self.stop(id);
+                self.feed(id, Input::Want(Wanted::Removed));
             }
         }
         self.files = files;
@@ -407,59 +429,49 @@ impl Supervisor {
 
     /// The async task of that name that is still in the work dir (or from the command line).
     fn find_async(&self, name: &str) -> Option<TaskId> {
-        (0..self.tasks.len()).find(|&id| {
-            let t = &self.tasks[id];
-            t.stage == Stage::Async && t.name == name && !t.removed
-        })
+        self.tasks
+            .iter()
+            .find(|(_, t)| t.stage == Stage::Async && t.name == name && !t.is_removed())
+            .map(|(id, _)| id)
     }
 
     fn trc_d(&self) -> PathBuf {
         self.work_dir.join("trc.d")
     }
 
-    /// Scans the work dir for the async file of that name (with its directives checked).
-    fn scan_one(&self, name: &str) -> Result<TaskFile, String> {
-        let files = scan_work_dir(&self.work_dir, &self.settings.task).map_err(|e| e.to_string())?;
-        files
-            .async_
-            .into_iter()
-            .find(|f| f.name == name)
-            .ok_or_else(|| format!("async.{name} is not a task file of {}", self.work_dir_label))
-    }
-
     /// Puts a file's current version into the table: a new task, or `id` updated (source,
-    /// settings, fingerprint; it takes effect at its next start). A task of that name removed
-    /// earlier is brought back, keeping its log ring.
+    /// settings, fingerprint; it takes effect at its next start). A task of that name that was
+    /// removed but has not exited yet is taken back.
     fn apply_file(&mut self, id: Option<TaskId>, file: TaskFile) -> TaskId {
-        let print = fingerprint(&file);
         let revived = id.or_else(|| {
-            (0..self.tasks.len()).find(|&i| {
-                let t = &self.tasks[i];
-                t.removed && t.stage == Stage::Async && t.name == file.name && !t.is_active()
-            })
+            self.tasks
+                .iter()
+                .find(|(_, t)| t.is_removed() && t.stage == Stage::Async && t.name == file.name)
+                .map(|(id, _)| id)
         });
         let Some(id) = revived else {
-            return self.add_task(
+            let id = self.add_task(
                 file.name,
                 Stage::Async,
                 Source::File { path: file.path, run: file.run },
                 &file.directives,
             );
+            self.tasks[id].fingerprint = file.fingerprint;
+            return id;
         };
         let settings = match crate::config::apply(self.settings.task, &file.directives) {
             Ok(settings) => settings,
             Err(e) => {
-                warn!("{}:{}: {} (using the defaults)", file.path.display(), e.line, e.problem);
+                tracing::warn!("{}:{}: {} (using the defaults)", file.path.display(), e.line, e.problem);
                 self.settings.task
             }
         };
         let task = &mut self.tasks[id];
         task.source = Source::File { path: file.path, run: file.run };
-        task.settings = settings;
-        task.fingerprint = print;
-        if task.removed {
-            task.removed = false;
-            task.restart = Default::default();
+        task.machine.settings = settings;
+        task.fingerprint = file.fingerprint;
+        if task.is_removed() {
+            task.machine.wanted = Wanted::Down;
         }
         id
     }
@@ -470,30 +482,29 @@ impl Supervisor {
         while i < self.waiters.len() {
             if self.waiters[i].task == id && self.waiters[i].want == happened {
                 let waiter = self.waiters.swap_remove(i);
-                let reply =
-                    Reply { ensured: waiter.ensured.map(|e| e.as_str().to_owned()), ..self.task_reply(id) };
+                let reply = match self.tasks.get(id) {
+                    Some(_) => Reply {
+                        ensured: waiter.ensured.map(|e| e.as_str().to_owned()),
+                        ..self.task_reply(id)
+                    },
+                    None => Reply::ok(),
+                };
                 let _ = waiter.answer.send(reply.into());
             } else {
                 i += 1;
             }
         }
     }
+
+    /// Answers every waiter with an error (trc is stopping).
+    pub(super) fn refuse_waiters(&mut self, why: &str) {
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.answer.send(Reply::error(why).into());
+        }
+    }
 }
 
 /// What identifies a version of a task file: its content and how it runs.
-pub fn fingerprint(file: &TaskFile) -> Option<u64> {
-    file_fingerprint(&file.path, file.run)
-}
-
-pub fn file_fingerprint(path: &Path, run: RunMode) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let bytes = std::fs::read(path).ok()?;
-    let mut hasher = std::hash::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    (run == RunMode::Executable).hash(&mut hasher);
-    Some(hasher.finish())
-}
-
 /// The text of `trc.d/async.NAME` for `ensure`: the directives as a header block, then a
 /// shell fragment that execs the command.
 pub fn task_file_text(spec: &EnsureSpec) -> Result<String, String> {
@@ -515,26 +526,6 @@ pub fn task_file_text(spec: &EnsureSpec) -> Result<String, String> {
     ));
     text.push_str(&shell_body(spec).map_err(|e| e.to_string())?);
     Ok(text)
-}
-
-/// Writes a file so that a reader sees the old or the new content, never a part: a temporary
-/// file in the same directory (a dot name, which the work-dir scan ignores), then rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -90,6 +90,45 @@ fn scan_proc() -> Vec<Pid> {
         .collect()
 }
 
+/// The current time in clock ticks since boot, as `/proc/PID/stat` gives start times.
+pub fn boot_ticks() -> u64 {
+    let Ok(now) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) else {
+        return 0;
+    };
+    let hz = clock_ticks_per_second();
+    now.tv_sec() as u64 * hz + now.tv_nsec() as u64 * hz / 1_000_000_000
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as u64
+    } else {
+        100
+    }
+}
+
+/// The members of process group `pgid`, each with its start time in clock ticks since boot.
+/// Reads every process's `stat`: for the rare moments that need it (a task being stopped).
+pub fn group_members(pgid: Pid) -> Vec<(Pid, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // After the name: state (field 3), ppid, pgrp (5), ..., starttime (22).
+            let pgrp: i32 = fields.get(2)?.parse().ok()?;
+            let started: u64 = fields.get(19)?.parse().ok()?;
+            (pgrp == pgid.as_raw() && fields[0] != "Z").then_some((Pid::from_raw(pid), started))
+        })
+        .collect()
+}
+
 /// A process's state letter and parent pid, from its `stat`.
 fn process_state(pid: Pid) -> Option<(char, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -116,5 +155,24 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(!children().contains(&pid));
+    }
+
+    #[test]
+    fn group_members_have_start_times_from_the_same_clock() {
+        use std::os::unix::process::CommandExt;
+        let before = boot_ticks();
+        let mut child = std::process::Command::new("sleep").arg("100").process_group(0).spawn().unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        let members = group_members(pid);
+        let after = boot_ticks();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(members.len(), 1, "{members:?}");
+        assert_eq!(members[0].0, pid);
+        // Ticks are coarse (10 ms): the start time falls within one tick of the window.
+        assert!(
+            members[0].1 + 1 >= before && members[0].1 <= after + 1,
+            "{before} <= {members:?} <= {after}"
+        );
     }
 }

@@ -7,12 +7,22 @@
 //! - a run that lasted at least `restart-max-delay` resets the doubling;
 //! - with `start-limit: N in W`, a task that has started N times within the last W and exits
 //!   again gives up: it has finished for good with its last status;
-//! - a task that trc itself stopped (teardown, a stop request) is never restarted.
+//! - a start that failed (no process, or its exec failed) counts as a start, and waits at
+//!   least [`FAILED_START_DELAY`], doubling with each failed start in a row, up to
+//!   `restart-max-delay`: `restart-delay: 0` cannot spin on a task that cannot start;
+//! - only the starts inside the window are kept (none without a limit), so the history never
+//!   grows past the limit.
+//!
+//! A task that trc itself stopped (teardown, a stop request) never gets here: the state
+//! machine (`machine.rs`) does not ask.
 
 use crate::config::{Restart, TaskSettings};
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The shortest wait before a start that failed is tried again (doubling from there).
+pub const FAILED_START_DELAY: Duration = Duration::from_millis(100);
 
 /// What to do with a task that exited.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,50 +42,76 @@ pub struct RestartState {
     consecutive: u32,
     /// All restarts so far.
     pub total: u32,
-    /// Start times inside the current start-limit window.
+    /// Start times inside the current start-limit window (at most the limit's count).
     starts: VecDeque<Instant>,
+    /// Starts that failed in a row.
+    failed_streak: u32,
 }
 
 impl RestartState {
     /// Records a start.
-    pub fn started(&mut self, at: Instant) {
+    pub fn started(&mut self, at: Instant, settings: &TaskSettings) {
+        let Some(limit) = settings.start_limit else {
+            self.starts.clear();
+            return;
+        };
+        self.forget_before(at, limit.window);
         self.starts.push_back(at);
+        while self.starts.len() > limit.starts as usize {
+            self.starts.pop_front();
+        }
     }
 
-    /// Decides about a task that exited with `status` after running for `ran_for`.
+    fn forget_before(&mut self, now: Instant, window: Duration) {
+        while self.starts.front().is_some_and(|&t| now.saturating_duration_since(t) >= window) {
+            self.starts.pop_front();
+        }
+    }
+
+    /// How many start times are kept (for tests of the bound).
+    pub fn history_len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Decides about a task that exited with `status` after running for `ran_for`, or whose
+    /// start failed (`failed_start`).
     pub fn decide(
         &mut self,
         settings: &TaskSettings,
         status: i32,
-        stopped_by_trc: bool,
+        failed_start: bool,
         ran_for: Duration,
         now: Instant,
     ) -> Decision {
+        self.failed_streak = if failed_start { self.failed_streak.saturating_add(1) } else { 0 };
         let wanted = match settings.restart {
             Restart::Never => false,
             Restart::OnFailure => status != 0,
             Restart::Always => true,
         };
-        if stopped_by_trc || !wanted {
+        if !wanted {
             return Decision::Done;
         }
         if ran_for >= settings.restart_max_delay {
             self.consecutive = 0;
         }
         if let Some(limit) = settings.start_limit {
-            while self.starts.front().is_some_and(|&t| now.duration_since(t) >= limit.window) {
-                self.starts.pop_front();
-            }
+            self.forget_before(now, limit.window);
             if self.starts.len() >= limit.starts as usize {
                 return Decision::GiveUp { starts: limit.starts, window: limit.window };
             }
         }
         let factor = 1u32.checked_shl(self.consecutive.min(31)).unwrap_or(u32::MAX);
-        let delay = settings
+        let mut delay = settings
             .restart_delay
             .checked_mul(factor)
             .unwrap_or(settings.restart_max_delay)
             .min(settings.restart_max_delay);
+        if failed_start {
+            let factor = 1u32.checked_shl((self.failed_streak - 1).min(31)).unwrap_or(u32::MAX);
+            let floor = FAILED_START_DELAY.checked_mul(factor).unwrap_or(Duration::MAX);
+            delay = delay.max(floor.min(settings.restart_max_delay.max(FAILED_START_DELAY)));
+        }
         self.consecutive = self.consecutive.saturating_add(1);
         self.total += 1;
         Decision::Restart { delay, count: self.total }
@@ -113,7 +149,6 @@ mod tests {
             r.decide(&settings(Restart::Always), 0, false, QUICK, now),
             Decision::Restart { .. }
         ));
-        assert_eq!(r.decide(&settings(Restart::Always), 143, true, QUICK, now), Decision::Done);
     }
 
     #[test]
@@ -148,7 +183,7 @@ mod tests {
         let mut r = RestartState::default();
         let mut starts = 0;
         loop {
-            r.started(t0);
+            r.started(t0, &s);
             starts += 1;
             match r.decide(&s, 2, false, QUICK, t0) {
                 Decision::Restart { delay, .. } => assert_eq!(delay, Duration::ZERO),
@@ -163,6 +198,23 @@ mod tests {
     }
 
     #[test]
+    fn the_history_keeps_only_what_the_limit_needs() {
+        let limited = TaskSettings {
+            start_limit: Some(StartLimit { starts: 3, window: Duration::from_secs(60) }),
+            ..settings(Restart::Always)
+        };
+        let unlimited = TaskSettings { start_limit: None, ..settings(Restart::Always) };
+        let t0 = Instant::now();
+        let (mut a, mut b) = (RestartState::default(), RestartState::default());
+        for i in 0..10_000 {
+            a.started(t0 + Duration::from_millis(i), &limited);
+            b.started(t0 + Duration::from_millis(i), &unlimited);
+        }
+        assert_eq!(a.history_len(), 3);
+        assert_eq!(b.history_len(), 0);
+    }
+
+    #[test]
     fn starts_outside_the_window_do_not_count() {
         let s = TaskSettings {
             start_limit: Some(StartLimit { starts: 2, window: Duration::from_secs(10) }),
@@ -170,15 +222,15 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut r = RestartState::default();
-        r.started(t0);
+        r.started(t0, &s);
         assert!(matches!(r.decide(&s, 1, false, QUICK, t0), Decision::Restart { .. }));
-        r.started(t0 + Duration::from_secs(5));
+        r.started(t0 + Duration::from_secs(5), &s);
         // 12 s later the first start has left the window: one start inside, so restart.
         assert!(matches!(
             r.decide(&s, 1, false, QUICK, t0 + Duration::from_secs(12)),
             Decision::Restart { .. }
         ));
-        r.started(t0 + Duration::from_secs(13));
+        r.started(t0 + Duration::from_secs(13), &s);
         assert!(matches!(
             r.decide(&s, 1, false, QUICK, t0 + Duration::from_secs(13)),
             Decision::GiveUp { .. }

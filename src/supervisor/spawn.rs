@@ -2,9 +2,11 @@
 //! signal dispositions, an empty signal mask, only fds 0-2 and (for the trailing command on a
 //! terminal) the terminal's foreground.
 //!
-//! Starting is two steps so that trc can log "Launching ... [async/PID]" with the real pid
-//! before the task can write anything (TrivialRC's order): [`spawn`] forks a child that waits
-//! on a pipe; [`Forked::release`] lets it exec and reports an exec error. trc never waits on a
+//! The parent never waits for the child: an exec error comes back through a pipe that the
+//! supervisor reads once it has reaped the child ([`ExecReport`]). A child spawned with `hold`
+//! waits for its [`GoSignal`] before it execs (the trailing command, which writes to trc's own
+//! stdout, must not write before trc's "Launching" line is out). All signals are blocked
+//! around the fork, so no handler of trc's ever runs in the child. trc never waits on a
 //! specific child here: all reaping is `waitpid(-1)` in `reap.rs`.
 
 use nix::unistd::{ForkResult, Pid};
@@ -30,18 +32,55 @@ pub struct SpawnSpec {
     /// The child's stdout and stderr (trc's own when `None`).
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// The child waits for [`Spawned::go`] before it execs.
+    pub hold: bool,
 }
 
-/// A forked child waiting to exec.
-pub struct Forked {
+/// A forked child.
+pub struct Spawned {
     pub pid: Pid,
-    go: OwnedFd,
-    errors: OwnedFd,
+    /// With `hold`: lets the child exec.
+    pub go: Option<GoSignal>,
+    pub exec_report: ExecReport,
+}
+
+/// Lets a held child exec; dropped without [`GoSignal::release`], the child exits with 127
+/// without running anything.
+#[derive(Debug)]
+pub struct GoSignal(OwnedFd);
+
+impl GoSignal {
+    pub fn release(self) {
+        let _ = nix::unistd::write(&self.0, b"g");
+    }
+}
+
+/// The child's word on its exec: nothing (end of file) when exec succeeded, its errno when it
+/// failed.
+#[derive(Debug)]
+pub struct ExecReport(OwnedFd);
+
+impl ExecReport {
+    /// The exec error, if there was one. Never blocks; call it once the child has been reaped
+    /// (its report is complete then).
+    pub fn take(&self) -> Option<io::Error> {
+        let mut errno = [0u8; 4];
+        let mut got = 0;
+        while got < errno.len() {
+            match nix::unistd::read(&self.0, &mut errno[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        (got == errno.len()).then(|| io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+    }
 }
 
 /// Forks the child that will run `spec`. It is the leader of a new process group by the time
-/// this returns, and waits for [`Forked::release`].
-pub fn spawn(spec: &SpawnSpec) -> io::Result<Forked> {
+/// this returns.
+pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     // Everything the child needs is made before the fork: it must not allocate.
     let path = resolve(&spec.program)?;
     let path = cstring(path.as_os_str())?;
@@ -53,13 +92,26 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Forked> {
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
     let devnull = if spec.stdin_null { Some(OwnedFd::from(std::fs::File::open("/dev/null")?)) } else { None };
-    let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let go = if spec.hold { Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?) } else { None };
+    let (err_read, err_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+    // The child's end blocks: its one write must not fail.
+    nix::fcntl::fcntl(&err_write, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()))?;
     let foreground = spec.foreground;
 
+    // Every signal blocked across the fork: the child must not run trc's handlers (they would
+    // write into trc's own signal pipes) before it has reset them.
+    let all = nix::sys::signal::SigSet::all();
+    let mut old = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old))?;
     // SAFETY: in the child we only make async-signal-safe system calls on memory prepared
     // before the fork, then exec or _exit; no allocation, no locks.
-    match unsafe { nix::unistd::fork() }? {
+    let forked = unsafe { nix::unistd::fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        let _ =
+            nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+    match forked? {
         ForkResult::Child => unsafe {
             let code = child(
                 foreground,
@@ -68,7 +120,7 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Forked> {
                     spec.stdout.as_ref().map(|fd| fd.as_raw_fd()),
                     spec.stderr.as_ref().map(|fd| fd.as_raw_fd()),
                 ],
-                go_read.as_raw_fd(),
+                go.as_ref().map_or(-1, |(read, _)| read.as_raw_fd()),
                 path.as_ptr(),
                 argv_ptrs.as_ptr(),
                 envp_ptrs.as_ptr(),
@@ -81,31 +133,12 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Forked> {
             // Also here, so the group exists whichever process runs first.
             let _ = nix::unistd::setpgid(child, child);
             super::signals::track_group(child.as_raw());
-            drop((go_read, err_write, devnull));
-            Ok(Forked { pid: child, go: go_write, errors: err_read })
-        }
-    }
-}
-
-impl Forked {
-    /// Lets the child exec. An `Err` means exec failed: the child has exited with 126
-    /// (cannot execute) or 127 (not found), which the reaper will report as usual.
-    pub fn release(self) -> io::Result<()> {
-        nix::unistd::write(&self.go, b"g")?;
-        drop(self.go);
-        let mut errno = [0u8; 4];
-        let mut got = 0;
-        while got < errno.len() {
-            match nix::unistd::read(&self.errors, &mut errno[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        match got {
-            0 => Ok(()),
-            _ => Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno))),
+            let go = go.map(|(read, write)| {
+                drop(read);
+                GoSignal(write)
+            });
+            drop((err_write, devnull));
+            Ok(Spawned { pid: child, go, exec_report: ExecReport(err_read) })
         }
     }
 }
@@ -149,15 +182,17 @@ unsafe fn child(
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        // Wait for the parent's word (EOF means the parent is gone: do not run at all).
+        // Wait for the parent's word when held (EOF means: do not run at all).
         let mut byte = 0u8;
-        loop {
-            let n = libc::read(go, (&mut byte as *mut u8).cast(), 1);
-            if n == 1 {
-                break;
-            }
-            if n == 0 || *libc::__errno_location() != libc::EINTR {
-                libc::_exit(127);
+        if go >= 0 {
+            loop {
+                let n = libc::read(go, (&mut byte as *mut u8).cast(), 1);
+                if n == 1 {
+                    break;
+                }
+                if n == 0 || *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(127);
+                }
             }
         }
         // Only fds 0-2 survive exec: mark every other one close-on-exec.

@@ -1,23 +1,17 @@
-//! The task table's entries and a task's life:
-//!
-//! ```text
-//! Pending --start--> Running --exit--> Finished(status)
-//!                     ^  |  |              ^
-//!                     |  |  +--stop--> Stopping --exit--+  (stop signal sent; SIGKILL at the deadline)
-//!                     |  +--exit, restart due--> Waiting(until) --teardown--> Finished
-//!                     +-----------delay over-------+
-//! ```
-//! A task that cannot be started goes straight to Finished (126, or 127 when not found) and is
-//! then subject to its restart policy like any other exit.
+//! The task table's entries: what a task is (name, stage, where its code comes from) and its
+//! place in the state machine (`machine.rs`).
 
-use super::restart::RestartState;
+use super::machine::{Machine, State, Wanted};
+use super::spawn::ExecReport;
 use crate::config::{RunMode, Stage, TaskSettings};
 use nix::unistd::Pid;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use tokio::time::Instant;
 
-/// Index of a task in the supervisor's table.
+/// A task's key in the supervisor's table. Ids grow with every task added and are never
+/// reused, so the table iterates in the order tasks were added (their run order).
 pub type TaskId = usize;
 
 /// Where a task's code comes from.
@@ -31,56 +25,23 @@ pub enum Source {
     Argv(Vec<OsString>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum TaskState {
-    Pending,
-    Running {
-        pid: Pid,
-    },
-    Stopping {
-        pid: Pid,
-        deadline: Instant,
-        killed: bool,
-    },
-    /// Exited with `status`; starts again at `until`.
-    Waiting {
-        until: Instant,
-        status: i32,
-    },
-    Finished {
-        status: i32,
-    },
-}
-
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Task {
     pub name: String,
     pub stage: Stage,
     pub source: Source,
     /// What TrivialRC's log lines call the task: its file path or its command string.
     pub label: String,
-    pub state: TaskState,
-    /// The task's process group, kept after its leader exits: members may outlive it.
-    pub pgid: Option<Pid>,
-    /// How it is supervised (its directives on top of the group's defaults).
-    pub settings: TaskSettings,
-    pub restart: RestartState,
-    /// When the current (or last) run started.
-    pub started_at: Option<Instant>,
-    /// trc sent the stop signal: the exit that follows is not a failure to restart from.
-    pub stop_requested: bool,
-    /// Stopped by `trcctl stop`: not restarted, and not finished for the wait policy, until
-    /// `trcctl start`.
-    pub held: bool,
-    /// Start again as soon as it has exited (`trcctl restart`, a changed file at reload).
-    pub restart_after: bool,
-    /// Its file is gone from the work dir (`trcctl reload`): it is stopped and forgotten.
-    pub removed: bool,
+    pub machine: Machine,
     /// The version of its file it runs (see `control::fingerprint`).
     pub fingerprint: Option<u64>,
-    pub starts: u64,
     pub last_status: Option<i32>,
-    pub finished_at: Option<Instant>,
+    /// The pid of its current or last process.
+    pub last_pid: Option<Pid>,
+    /// When its current run started or its last one ended, for `trcctl list`.
+    pub since: Option<Instant>,
+    /// How its current process's exec went (read once it has been reaped).
+    pub exec_report: Option<ExecReport>,
 }
 
 impl Task {
@@ -95,40 +56,54 @@ impl Task {
             stage,
             source,
             label,
-            state: TaskState::Pending,
-            pgid: None,
-            settings,
-            restart: RestartState::default(),
-            started_at: None,
-            stop_requested: false,
-            held: false,
-            restart_after: false,
-            removed: false,
+            machine: Machine::new(stage, settings),
             fingerprint: None,
-            starts: 0,
             last_status: None,
-            finished_at: None,
+            last_pid: None,
+            since: None,
+            exec_report: None,
         }
+    }
+
+    pub fn state(&self) -> State {
+        self.machine.state
+    }
+
+    pub fn settings(&self) -> &TaskSettings {
+        &self.machine.settings
     }
 
     pub fn pid(&self) -> Option<Pid> {
-        match self.state {
-            TaskState::Running { pid } | TaskState::Stopping { pid, .. } => Some(pid),
-            _ => None,
-        }
+        self.machine.pid()
     }
 
+    /// It has a process (running or stopping).
     pub fn is_active(&self) -> bool {
         self.pid().is_some()
     }
 
-    pub fn is_finished(&self) -> bool {
-        matches!(self.state, TaskState::Finished { .. })
+    /// Async or sync: supervised, restarted, counted by the wait policy.
+    pub fn is_supervised(&self) -> bool {
+        matches!(self.stage, Stage::Async | Stage::Sync)
     }
 
-    /// Running, stopping, or waiting to be started again: not finished for good.
-    pub fn is_alive(&self) -> bool {
-        self.is_active() || matches!(self.state, TaskState::Waiting { .. })
+    pub fn is_removed(&self) -> bool {
+        self.machine.wanted == Wanted::Removed
+    }
+
+    /// The word `trcctl list` shows for its state.
+    pub fn state_word(&self) -> &'static str {
+        match self.state() {
+            State::Pending if self.machine.starts > 0 => "starting",
+            State::Pending => "pending",
+            State::Starting { .. } => "starting",
+            State::Running { .. } => "running",
+            State::Stopping { .. } => "stopping",
+            State::Backoff { .. } => "waiting",
+            State::Stopped { .. } => "stopped",
+            State::Finished { .. } => "finished",
+            State::GaveUp { .. } => "gave-up",
+        }
     }
 
     /// TrivialRC's long name of the stage, as in "Launching in the background".
@@ -139,5 +114,71 @@ impl Task {
             Stage::Sync => "foreground",
             Stage::Halt => "shutdown",
         }
+    }
+
+    /// "script" or "command", as TrivialRC's halt lines say.
+    pub fn kind_word(&self) -> &'static str {
+        if matches!(self.source, Source::File { .. }) {
+            "script"
+        } else {
+            "command"
+        }
+    }
+}
+
+/// The table: tasks by id, in the order they were added.
+#[derive(Debug, Default)]
+pub struct Table {
+    tasks: BTreeMap<TaskId, Task>,
+    next: TaskId,
+}
+
+impl Table {
+    pub fn add(&mut self, task: Task) -> TaskId {
+        let id = self.next;
+        self.next += 1;
+        self.tasks.insert(id, task);
+        id
+    }
+
+    pub fn remove(&mut self, id: TaskId) -> Option<Task> {
+        self.tasks.remove(&id)
+    }
+
+    pub fn get(&self, id: TaskId) -> Option<&Task> {
+        self.tasks.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: TaskId) -> Option<&mut Task> {
+        self.tasks.get_mut(&id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (TaskId, &Task)> {
+        self.tasks.iter().map(|(&id, t)| (id, t))
+    }
+
+    pub fn ids(&self) -> Vec<TaskId> {
+        self.tasks.keys().copied().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+impl std::ops::Index<TaskId> for Table {
+    type Output = Task;
+    fn index(&self, id: TaskId) -> &Task {
+        &self.tasks[&id]
+    }
+}
+
+impl std::ops::IndexMut<TaskId> for Table {
+    fn index_mut(&mut self, id: TaskId) -> &mut Task {
+        self.tasks.get_mut(&id).expect("a task id of the table")
     }
 }

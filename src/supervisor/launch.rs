@@ -1,0 +1,303 @@
+//! From a task to a process and back: adding tasks to the table, their log pipes, what runs
+//! them ([`SpawnSpec`]), starting them, and booking their exit (with TrivialRC's log lines).
+
+use super::machine::Input;
+use super::spawn::{self, SpawnSpec};
+use super::task::{Source, Task, TaskId};
+use super::{control, is_program, reap, teardown, Supervisor, TaskLogs};
+use crate::config::{apply, Directive, RunMode, Stage};
+use crate::logs::pipe::{LineSink, LogStream, Output};
+use crate::logs::ring::LogRing;
+use crate::shell::{ShellKind, ShellTask};
+use nix::unistd::Pid;
+use std::cell::RefCell;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use tokio::time::Instant;
+use tracing::{debug, error, info};
+
+impl Supervisor {
+    /// Adds the file tasks of `stage` to the table, in run order.
+    pub(super) fn add_file_tasks(&mut self, stage: Stage) -> Vec<TaskId> {
+        let files = self.files.stage(stage).to_vec();
+        files
+            .into_iter()
+            .map(|f| {
+                let id =
+                    self.add_task(f.name, stage, Source::File { path: f.path, run: f.run }, &f.directives);
+                self.tasks[id].fingerprint = f.fingerprint;
+                id
+            })
+            .collect()
+    }
+
+    /// Adds the command-line tasks of `stage` (`-B`, `-D`, `-F` and the trailing command,
+    /// `-H`) to the table, named `boot-N`, `async-N`, `sync-N`, `halt-N` and `cmd`.
+    pub(super) fn add_cli_tasks(&mut self, stage: Stage) -> Vec<TaskId> {
+        let commands = match stage {
+            Stage::Boot => self.cli.boot.clone(),
+            Stage::Async => self.cli.async_.clone(),
+            Stage::Sync => self.cli.sync.clone(),
+            Stage::Halt => self.cli.halt.clone(),
+        };
+        let mut ids: Vec<TaskId> = commands
+            .into_iter()
+            .enumerate()
+            .map(|(i, cmd)| self.add_task(format!("{stage}-{}", i + 1), stage, Source::Command(cmd), &[]))
+            .collect();
+        if stage == Stage::Sync && !self.cli.command.is_empty() {
+            ids.push(self.add_task("cmd".to_owned(), stage, Source::Argv(self.cli.command.clone()), &[]));
+        }
+        ids
+    }
+
+    /// Adds a task to the table; its settings are the group's defaults as they are now (after
+    /// boot) with the file's directives on top.
+    pub(super) fn add_task(
+        &mut self,
+        name: String,
+        stage: Stage,
+        source: Source,
+        directives: &[Directive],
+    ) -> TaskId {
+        let settings = apply(self.settings.task, directives).unwrap_or_else(|e| {
+            if let Source::File { path, .. } = &source {
+                error!("{}:{}: {} (using the defaults)", path.display(), e.line, e.problem);
+            }
+            self.settings.task
+        });
+        self.tasks.add(Task::new(name, stage, source, settings))
+    }
+
+    pub(super) fn boot_save_path(&self, id: TaskId) -> PathBuf {
+        self.runtime_dir.path().join(format!("boot-{id}"))
+    }
+
+    /// Carries out the machine's `Spawn`: makes the process and feeds back how it went. A
+    /// task that cannot be started is reported (always); the machine counts it as a start
+    /// that failed (127 when not found, else 126).
+    pub(super) fn launch(&mut self, id: TaskId) {
+        self.set_up_logs(id);
+        let save_to = (self.tasks[id].stage == Stage::Boot).then(|| self.boot_save_path(id));
+        let spec = self.spec_for(id, save_to.as_deref());
+        let spawned = match spawn::spawn(&spec) {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                let task = &self.tasks[id];
+                let status = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+                error!(task = task.name.as_str(), "cannot start {} ({}): {e}", task.name, task.label);
+                self.tasks[id].last_status = Some(status);
+                self.tasks[id].since = Some(Instant::now());
+                self.status_dirty = true;
+                self.feed(id, Input::SpawnFailed { status });
+                self.wake_waiters(id, control::Want::Up);
+                return;
+            }
+        };
+        let pid = spawned.pid;
+        let task = &mut self.tasks[id];
+        task.since = Some(Instant::now());
+        task.last_pid = Some(pid);
+        task.exec_report = Some(spawned.exec_report);
+        if let Some(logs) = self.logs.get(&id) {
+            logs.stdout.set_pid(pid.as_raw());
+            logs.stderr.set_pid(pid.as_raw());
+        }
+        self.by_pid.insert(pid, id);
+        let task = &self.tasks[id];
+        let (ns, long, label) = (task.stage.ns(), task.ns_long(), &task.label);
+        match task.stage {
+            Stage::Async | Stage::Sync => {
+                info!(ns, pid = pid.as_raw(), task = task.name.as_str(), "Launching in the {long}: {label}")
+            }
+            Stage::Halt => info!(
+                ns,
+                pid = pid.as_raw(),
+                task = task.name.as_str(),
+                "Running the shutdown {}: {label}",
+                task.kind_word()
+            ),
+            Stage::Boot => {}
+        }
+        // A held child (the trailing command, which writes to trc's own stdout) runs once the
+        // line above is out.
+        if let Some(go) = spawned.go {
+            crate::logs::release_after_output(Box::new(move || go.release()));
+        }
+        self.status_dirty = true;
+        self.feed(id, Input::Spawned { pid });
+        // Started = ready (no readiness check yet).
+        self.feed(id, Input::Ready);
+        self.wake_waiters(id, control::Want::Up);
+    }
+
+    /// Books the exit of a task's leader: its last lines, how its exec went, TrivialRC's exit
+    /// line, and its process group (kept while members are left). Returns whether its exec
+    /// failed (the process never ran the program).
+    pub(super) fn exited(&mut self, id: TaskId, pid: Pid, status: i32) -> bool {
+        // Every line the task wrote comes before the line that says it exited.
+        if let Some(logs) = self.logs.get(&id) {
+            logs.drain();
+        }
+        self.status_dirty = true;
+        let task = &mut self.tasks[id];
+        task.last_status = Some(status);
+        task.since = Some(Instant::now());
+        let exec_error = task.exec_report.take().and_then(|report| report.take());
+        let task = &self.tasks[id];
+        if let Some(e) = &exec_error {
+            let hint = match (&task.source, e.kind()) {
+                (Source::File { .. }, std::io::ErrorKind::NotFound) => {
+                    " (is the interpreter on its #! line installed?)"
+                }
+                _ => "",
+            };
+            error!(ns = task.stage.ns(), pid = pid.as_raw(), "cannot start {}: {e}{hint}", task.label);
+        }
+        match task.stage {
+            Stage::Async | Stage::Sync => info!(
+                ns = task.stage.ns(),
+                pid = pid.as_raw(),
+                task = task.name.as_str(),
+                "Exiting in the {} (exitcode={status}): {}",
+                task.ns_long(),
+                task.label
+            ),
+            Stage::Halt => info!(
+                task = task.name.as_str(),
+                stage = "halt",
+                task_pid = pid.as_raw(),
+                "Exiting from the shutdown {} (exitcode={status}): {}",
+                task.kind_word(),
+                task.label
+            ),
+            Stage::Boot => debug!("boot task {} exited (exitcode={status})", task.label),
+        }
+        if matches!(task.source, Source::Argv(_)) && self.terminal {
+            // Take the terminal back, so that Ctrl-C reaches trc again.
+            let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
+        }
+        // Its group may outlive its leader (a background child): kept until it is empty, and
+        // forgotten then (its number may be reused).
+        if reap::group_alive(pid) {
+            let settings = *task.settings();
+            let stopping = self.stop_marks.get(&id).map(|mark| mark.deadline);
+            self.lingering.push(teardown::Lingering::new(pid, settings, stopping));
+        }
+        self.stop_marks.remove(&id);
+        exec_error.is_some()
+    }
+
+    /// Frees what a removed task held: its log pipes and pumps, its recent lines, its entry.
+    pub(super) fn release(&mut self, id: TaskId) {
+        if let Some(logs) = self.logs.remove(&id) {
+            logs.close();
+        }
+        self.stop_marks.remove(&id);
+        self.wake_waiters(id, control::Want::Down);
+        self.waiters.retain(|w| w.task != id);
+        if let Some(task) = self.tasks.remove(id) {
+            debug!("forgot the removed task {}", task.label);
+        }
+    }
+
+    /// Makes a task's log pipes the first time it starts (all tasks but the trailing command,
+    /// whose stdio is trc's own) and starts copying their lines. If that fails, the task
+    /// writes to trc's stdout and stderr directly.
+    fn set_up_logs(&mut self, id: TaskId) {
+        let task = &self.tasks[id];
+        if self.logs.contains_key(&id) || matches!(task.source, Source::Argv(_)) {
+            return;
+        }
+        let base = format!("{}.{}", task.stage, task.name);
+        let ring = Rc::new(RefCell::new(LogRing::default()));
+        let open = |suffix: &str, output| {
+            let path = self.runtime_dir.path().join(format!("{base}.{suffix}"));
+            let sink = LineSink {
+                output,
+                prefix: Vec::new(),
+                raw: !task.settings().log_prefix,
+                journal: self.journal.clone(),
+                task: task.name.clone(),
+                stage: task.stage.as_str(),
+                pid: std::cell::Cell::new(0),
+                ring: Some(ring.clone()),
+            };
+            LogStream::create(path, sink)
+        };
+        match (open("stdout", Output::Stdout), open("stderr", Output::Stderr)) {
+            (Ok(stdout), Ok(stderr)) => {
+                let pumps = [
+                    tokio::task::spawn_local(stdout.clone().pump()),
+                    tokio::task::spawn_local(stderr.clone().pump()),
+                ];
+                self.logs.insert(id, TaskLogs { stdout, stderr, pumps, ring });
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                error!("{}: cannot make its log pipe, its output goes straight to trc's: {e}", task.label)
+            }
+        }
+    }
+
+    /// What runs a task: its own program, or bash with the prelude.
+    fn spec_for(&self, id: TaskId, save_to: Option<&Path>) -> SpawnSpec {
+        let task = &self.tasks[id];
+        let task_argv = self.cli.task_argv();
+        let shell = |kind: ShellKind, src: &OsStr, args: &[OsString]| {
+            ShellTask {
+                stage: task.stage,
+                kind,
+                src,
+                args,
+                state: self.boot_state.as_deref(),
+                save_to,
+                arg0: &self.arg0,
+                stop_signal: task.settings().stop_signal,
+            }
+            .spec()
+        };
+        let mut spec = match &task.source {
+            Source::File { path, run: RunMode::Fragment } => {
+                shell(ShellKind::File, path.as_os_str(), &task_argv)
+            }
+            Source::File { path, run: RunMode::Executable } if self.boot_state.is_some() => {
+                shell(ShellKind::Exec, path.as_os_str(), &[])
+            }
+            Source::File { path, run: RunMode::Executable } => {
+                // A relative work dir gives a relative path: exec needs a slash to take it as one.
+                let path = if path.is_absolute() { path.clone() } else { Path::new(".").join(path) };
+                SpawnSpec { program: path.into_os_string(), ..SpawnSpec::default() }
+            }
+            Source::Command(cmd) => shell(ShellKind::Command, cmd, &task_argv),
+            Source::Argv(argv) => {
+                let mut spec = if self.boot_state.is_none() && is_program(&argv[0]) {
+                    SpawnSpec { program: argv[0].clone(), args: argv[1..].to_vec(), ..SpawnSpec::default() }
+                } else {
+                    shell(ShellKind::Argv, OsStr::new(""), argv)
+                };
+                spec.foreground = self.terminal;
+                spec.hold = true;
+                spec
+            }
+        };
+        let mut env = self.env.clone();
+        env.push(("RC_WAIT_POLICY".into(), self.settings.wait_policy.as_str().into()));
+        env.push(("TRC_TASK".into(), task.name.clone().into()));
+        env.push(("TRC_STAGE".into(), task.stage.as_str().into()));
+        if let Some(logs) = self.logs.get(&id) {
+            env.push(("TRC_LOG_PIPE".into(), logs.stdout.path().as_os_str().to_owned()));
+            match (logs.stdout.writer(), logs.stderr.writer()) {
+                (Ok(out), Ok(err)) => {
+                    spec.stdout = Some(out);
+                    spec.stderr = Some(err);
+                }
+                (Err(e), _) | (_, Err(e)) => error!("{}: cannot open its log pipe: {e}", task.label),
+            }
+        }
+        env.append(&mut spec.env);
+        spec.env = env;
+        spec.stdin_null = task.stage == Stage::Async;
+        spec
+    }
+}
