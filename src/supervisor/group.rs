@@ -252,7 +252,7 @@ impl Supervisor {
     }
 
     /// Moves the group on once its phase's work is done.
-    fn advance(&mut self) {
+    pub(super) fn advance(&mut self) {
         loop {
             let before = self.group.phase;
             match before {

@@ -322,6 +322,7 @@ impl Supervisor {
         tracing::info!("The wait policy: {}", self.settings.wait_policy.as_str());
         tracing::info!("Work dir: {}", self.work_dir_label);
         self.begin();
+        self.advance();
         let status = loop {
             if let Some(status) = self.group.exit_status() {
                 break status;
