@@ -292,3 +292,34 @@ fn a_notify_socket_nobody_listens_on_does_not_matter() {
     assert_eq!(out.code(), 0, "{out:?}");
     assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("async-1: hi\n", ""));
 }
+
+/// 30 tasks with non-ASCII names (3 bytes a character): the STATUS line that names them is
+/// cut at its bound on a character boundary (a cut inside one panicked trc, which then killed
+/// every task and exited 70), and stays valid UTF-8.
+#[test]
+fn status_lines_with_many_non_ascii_names_are_cut_on_a_character() {
+    let work = tmp();
+    let trc_d = work.path().join("trc.d");
+    std::fs::create_dir(&trc_d).unwrap();
+    for i in 0..30 {
+        std::fs::write(trc_d.join(format!("async.数据库{i}")), "exec sleep 1000\n").unwrap();
+    }
+    std::fs::write(trc_d.join("sync.wait"), "until [ -e \"$DIR/go\" ]; do sleep 0.05; done; exit 7\n")
+        .unwrap();
+    let mut manager = Manager::at_path();
+    let running = trc(work.path(), &manager, &[]).env("DIR", work.path().to_str().unwrap()).spawn();
+    // recv() fails the test on a message that is not UTF-8.
+    manager.wait_for("READY=1");
+    let all_running = |m: &String| m.lines().any(|l| l.starts_with("STATUS=31 running: "));
+    while !manager.seen.iter().any(all_running) {
+        manager.recv(DEADLINE).expect("a STATUS line naming all 31 tasks");
+    }
+    std::fs::write(work.path().join("go"), "").unwrap();
+    let out = running.wait();
+    assert_eq!(out.code(), 7, "{out:?}");
+    assert!(!out.stderr.contains("internal error"), "{out:?}");
+    let status = manager.seen.iter().find(|m| all_running(m)).unwrap();
+    let line = status.lines().find(|l| l.starts_with("STATUS=")).unwrap();
+    assert!(line.contains("数据库") && line.ends_with("..."), "{line}");
+    assert!(line.len() < 300, "the names are cut at 200 bytes: {line}");
+}

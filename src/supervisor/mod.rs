@@ -324,12 +324,12 @@ impl Supervisor {
         self.begin();
         self.advance();
         let status = loop {
+            self.send_status();
             if let Some(status) = self.group.exit_status() {
                 break status;
             }
             let batch = self.wait().await;
             self.handle(batch);
-            self.send_status();
             // The pumps and the control connections share this thread: let them run.
             tokio::task::yield_now().await;
         };

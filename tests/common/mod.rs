@@ -2,6 +2,8 @@
 //! on events (a line appearing, a process exiting) with generous deadlines, never fixed sleeps.
 #![allow(dead_code)]
 
+pub mod sandbox;
+
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
