@@ -7,7 +7,6 @@
 //! cwd and rewritten argv when it completes; every later shell task restores that state first.
 
 use crate::config::Stage;
-use crate::supervisor::spawn::SpawnSpec;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -94,7 +93,7 @@ pub struct ShellTask<'a> {
 }
 
 impl ShellTask<'_> {
-    pub fn spec(&self) -> SpawnSpec {
+    pub fn command(&self) -> ShellCommand {
         let kind = match (self.kind, self.stage) {
             (ShellKind::Exec, _) => "exec",
             (ShellKind::Argv, _) => "argv",
@@ -113,7 +112,7 @@ impl ShellTask<'_> {
         let stop = self.stop_signal as i32;
         let untrapped =
             if DEFAULT_WHEN_STOP_SIGNAL.contains(&stop) { stop.to_string() } else { String::new() };
-        SpawnSpec {
+        ShellCommand {
             program: OsString::from("bash"),
             args,
             env: vec![
@@ -124,9 +123,17 @@ impl ShellTask<'_> {
                 ("_TRC_SAVE".into(), path(self.save_to)),
                 ("_TRC_UNTRAPPED".into(), untrapped.into()),
             ],
-            ..SpawnSpec::default()
         }
     }
+}
+
+/// The bash command that runs a shell task: program, arguments, and variables on top of
+/// trc's environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShellCommand {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
 }
 
 /// What a completed boot task left for trc: the state file later shell tasks restore, the
@@ -194,7 +201,7 @@ mod tests {
             arg0: OsStr::new("trc"),
             stop_signal,
         };
-        let spec = task.spec();
+        let spec = task.command();
         spec.env.into_iter().find(|(k, _)| k == "_TRC_UNTRAPPED").map(|(_, v)| v).unwrap()
     }
 

@@ -16,7 +16,6 @@
 //! Every key has a group-wide default from an `RC_*` variable (and long option), so tasks
 //! given on the command line can be supervised too.
 
-use super::settings::parse_duration;
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::str::FromStr;
@@ -282,6 +281,16 @@ pub fn read_directives(path: &Path) -> std::io::Result<Result<Vec<Directive>, Di
     let mut head = Vec::new();
     std::fs::File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
     Ok(header_directives(&String::from_utf8_lossy(&head)))
+}
+
+/// A duration in humantime syntax (`5s`, `1m 30s`, `250ms`), or a plain number of seconds
+/// (`5`, `0.5`) as `sleep` takes it.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| "not a valid number of seconds".to_owned());
+    }
+    humantime::parse_duration(text).map_err(|e| format!("not a duration ({e}); write e.g. 5s, 500ms, 1m"))
 }
 
 #[cfg(test)]

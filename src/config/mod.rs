@@ -6,11 +6,11 @@ mod scan;
 mod settings;
 
 pub use directives::{
-    apply, header_directives, parse_header, parse_signal, read_directives, Directive, DirectiveError,
-    Restart, StartLimit, TaskSettings, KEYS as DIRECTIVE_KEYS,
+    apply, header_directives, parse_duration, parse_header, parse_signal, read_directives, Directive,
+    DirectiveError, Restart, StartLimit, TaskSettings, KEYS as DIRECTIVE_KEYS,
 };
 pub use scan::{scan_work_dir, RunMode, TaskFile, TaskFiles};
-pub use settings::{parse_duration, Settings, WaitPolicy};
+pub use settings::{Settings, WaitPolicy};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -3,7 +3,6 @@
 
 use super::directives::TaskSettings;
 use super::ConfigError;
-use std::time::Duration;
 
 /// When the group is finished, and with which status (see `supervisor::policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,20 +86,12 @@ impl Settings {
     }
 }
 
-/// A duration in humantime syntax (`5s`, `1m 30s`, `250ms`), or a plain number of seconds
-/// (`5`, `0.5`) as `sleep` takes it.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| "not a valid number of seconds".to_owned());
-    }
-    humantime::parse_duration(text).map_err(|e| format!("not a duration ({e}); write e.g. 5s, 500ms, 1m"))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::directives::parse_duration;
     use super::*;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

@@ -28,7 +28,11 @@ impl Notifier {
             }
             None => SocketAddr::from_pathname(path)?,
         };
-        Ok(Notifier { socket: UnixDatagram::unbound()?, addr })
+        let socket = UnixDatagram::unbound()?;
+        // A manager that does not read must not stop the supervisor: a message that does not
+        // fit is dropped (the next STATUS= line replaces it anyway).
+        socket.set_nonblocking(true)?;
+        Ok(Notifier { socket, addr })
     }
 
     /// Sends one message (e.g. `READY=1`, `STATUS=...`); failures are not fatal to trc.

@@ -245,7 +245,7 @@ impl Supervisor {
         let task = &self.tasks[id];
         let task_argv = self.cli.task_argv();
         let shell = |kind: ShellKind, src: &OsStr, args: &[OsString]| {
-            ShellTask {
+            let command = ShellTask {
                 stage: task.stage,
                 kind,
                 src,
@@ -255,7 +255,13 @@ impl Supervisor {
                 arg0: &self.arg0,
                 stop_signal: task.settings().stop_signal,
             }
-            .spec()
+            .command();
+            SpawnSpec {
+                program: command.program,
+                args: command.args,
+                env: command.env,
+                ..SpawnSpec::default()
+            }
         };
         let mut spec = match &task.source {
             Source::File { path, run: RunMode::Fragment } => {
