@@ -288,3 +288,57 @@ fn policy_exit_as_pid_1_leaves_nothing() {
     }
     assert_eq!(processes_in(&ns), Vec::<i32>::new(), "processes left in {ns}");
 }
+
+/// A task's process group is forgotten once it is empty: at teardown trc signals only groups
+/// it knows are alive. Here a task exits at once (its group with it), then a process outside
+/// trc's tree is made to get the same number as its pid and process group (`ns_last_pid`
+/// inside the namespace): teardown must not signal it (trc once sent TERM to every finished
+/// task's old pgid, which on a long-running host can belong to another program by then).
+#[test]
+fn teardown_does_not_signal_the_old_process_group_of_a_finished_task() {
+    if !can_use_namespaces("teardown_does_not_signal_the_old_process_group_of_a_finished_task") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("trc.d")).unwrap();
+    std::fs::write(
+        d.join("trc.d/async.early"),
+        "echo $$ > \"$DIR/early.tmp\"; mv \"$DIR/early.tmp\" \"$DIR/early.pid\"\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("trc.d/async.main"), "exec sleep 1000\n").unwrap();
+    let mut running = start(d, &[("RC_VERBOSE", "true"), ("RC_WAIT_POLICY", "wait_forever")], &[]);
+    let trc = trc_host_pid(&running);
+    wait_for(&mut running, "Exiting in the background (exitcode=0)");
+    let early: i32 = std::fs::read_to_string(d.join("early.pid")).unwrap().trim().parse().unwrap();
+    // In trc's namespace: the next pid is early's; that process leads its own session and
+    // group (setsid does not fork: a background child of sh is no group leader), records its
+    // pid, and notes a SIGTERM. Its parent stays alive outside trc's tree (`wait`), so trc
+    // never adopts it.
+    let victim = format!(
+        "trap 'touch \"$DIR/got-term\"' TERM; echo $$ > \"$DIR/victim.tmp\"; mv \"$DIR/victim.tmp\" \"$DIR/victim.pid\"; \
+         while :; do sleep 0.1; done"
+    );
+    let outer = format!(
+        "echo {} > /proc/sys/kernel/ns_last_pid || exit 1; setsid sh -c '{}' & wait",
+        early - 1,
+        victim.replace('\'', "'\\''")
+    );
+    let mut nsenter = Command::new("nsenter")
+        .args(["-t", &trc.to_string(), "--pid", "--mount", "--", "sh", "-c", &outer])
+        .env("DIR", d)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the other program to start", || d.join("victim.pid").exists());
+    let got: i32 = std::fs::read_to_string(d.join("victim.pid")).unwrap().trim().parse().unwrap();
+    // SAFETY: kill(2) on trc, which runs until this test's unshare process is reaped.
+    unsafe { libc::kill(trc, libc::SIGTERM) };
+    let out = running.wait();
+    let _ = nsenter.kill();
+    let _ = nsenter.wait();
+    assert_eq!(got, early, "the other program did not get the old pid (a race in the namespace)\n{out:?}");
+    assert_eq!(out.code(), 143, "{out:?}");
+    assert!(!d.join("got-term").exists(), "teardown signalled a process group that was not trc's\n{out:?}");
+}
