@@ -316,10 +316,8 @@ fn teardown_does_not_signal_the_old_process_group_of_a_finished_task() {
     // group (setsid does not fork: a background child of sh is no group leader), records its
     // pid, and notes a SIGTERM. Its parent stays alive outside trc's tree (`wait`), so trc
     // never adopts it.
-    let victim = format!(
-        "trap 'touch \"$DIR/got-term\"' TERM; echo $$ > \"$DIR/victim.tmp\"; mv \"$DIR/victim.tmp\" \"$DIR/victim.pid\"; \
-         while :; do sleep 0.1; done"
-    );
+    let victim = "trap 'touch \"$DIR/got-term\"' TERM; echo $$ > \"$DIR/victim.tmp\"; \
+                  mv \"$DIR/victim.tmp\" \"$DIR/victim.pid\"; while :; do sleep 0.1; done";
     let outer = format!(
         "echo {} > /proc/sys/kernel/ns_last_pid || exit 1; setsid sh -c '{}' & wait",
         early - 1,
