@@ -255,7 +255,10 @@ impl Supervisor {
             _ => {
                 info!("Starting on request (next in the sync chain): {}", task.label);
                 self.group.sync.queue.retain(|&q| q != id);
-                self.tasks[id].machine.wanted = Wanted::Up;
+                let machine = &mut self.tasks[id].machine;
+                machine.wanted = Wanted::Up;
+                // Started by hand: its restart history (and a start limit it hit) starts over.
+                machine.restart = Default::default();
                 self.group.sync.queue.push_front(id);
                 self.next_sync();
                 Ok(())
