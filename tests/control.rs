@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{process_alive, wait_until, Running, Trc, DEADLINE};
+use common::{process_alive, skip, wait_until, Running, Spawned, Trc, DEADLINE};
 use serde_json::Value;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -231,7 +231,7 @@ impl Sandbox {
 /// Runs a command to its end (failing the test after the deadline), output captured.
 fn run(mut cmd: Command) -> Out {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start trcctl");
+    let mut child = Spawned::spawn(&mut cmd);
     let readers: Vec<_> = [
         Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
         Box::new(child.stderr.take().unwrap()),
@@ -250,11 +250,8 @@ fn run(mut cmd: Command) -> Out {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not exit within {DEADLINE:?}");
-        }
+        // On a panic, the drop of `child` kills it and what it started.
+        assert!(Instant::now() < until, "{cmd:?} did not exit within {DEADLINE:?}");
         std::thread::sleep(Duration::from_millis(5));
     };
     let mut texts = readers.into_iter().map(|r| r.join().unwrap());
@@ -330,10 +327,7 @@ fn can_switch_uid(test: &str) -> bool {
     if root && setpriv && python().is_some() {
         return true;
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root, setpriv(1) and python3, and CI=true forbids skipping it");
-    }
-    eprintln!("SKIPPED {test}: needs root, setpriv(1) and python3 (run the tests as root to include it)");
+    skip(test, "root, setpriv(1) and python3 (run the tests as root to include it)");
     false
 }
 
@@ -1053,8 +1047,7 @@ fn a_forced_manager_that_is_not_there_is_exit_69() {
 #[test]
 fn several_instances_on_a_terminal_are_a_question() {
     if Command::new("script").arg("--version").output().is_err() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "script (bsdutils) is missing under CI");
-        eprintln!("note: no `script`: the terminal prompt is not tested");
+        skip("several_instances_on_a_terminal_are_a_question", "script(1) (bsdutils)");
         return;
     }
     let s = Sandbox::new();
