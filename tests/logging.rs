@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{process_alive, skip, sleeper, trc_bin, wait_sleeping, wait_until, Spawned, Trc, DEADLINE};
+use common::{
+    process_alive, runtime_base, skip, sleeper, trc_bin, wait_sleeping, wait_until, Spawned, Trc, DEADLINE,
+};
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -493,13 +495,15 @@ fn a_helper_logs_through_trc_log_pipe_with_the_task_name() {
     assert_eq!(out.stdout_text(), "web: helper 1\nweb: helper 2\nweb: helper 3\nweb: task-done\n");
 }
 
-/// The runtime dir that holds a FIFO: `<...>/trc/<instance>/`, with trc's pid in its `pid` file.
+/// The runtime dir that holds a FIFO: `<base>/<instance>/`, with trc's pid in its `pid` file,
+/// where `<base>` is what the README says for this user and environment (`$XDG_RUNTIME_DIR/trc`,
+/// `/run/trc` for root, else `$TMPDIR/trc-<uid>`).
 fn check_fifo_path(path: &Path, trc_pid: i32, file: &str) {
     assert_eq!(path.file_name().unwrap().to_str().unwrap(), file);
     let parent = path.parent().unwrap();
     let pid = std::fs::read_to_string(parent.join("pid")).unwrap();
     assert_eq!(pid.trim(), trc_pid.to_string(), "{}", path.display());
-    assert_eq!(parent.parent().unwrap().file_name().unwrap().to_str().unwrap(), "trc");
+    assert_eq!(parent.parent().unwrap(), runtime_base(), "{}", path.display());
 }
 
 #[test]
