@@ -7,12 +7,27 @@
 #             scan and `sv status` to say "run"), vs supervisord (program sections, then
 #             `supervisorctl update`, then waiting for RUNNING)
 # Usage: bench/control.sh [RUNS] [TASKS] [ENSURE]   (defaults: 50 runs, 10 tasks, 100 ensured)
-# Env:   TRC=path/to/trc, TRCCTL=path/to/trcctl (default target/release/...). Installs runit,
-#        supervisor and hyperfine with apt-get when missing and run as root.
+# Env:   TRC=path/to/trc, TRCCTL=path/to/trcctl (default target/release/...),
+#        BASELINES (what to compare trc with: "runit supervisord"),
+#        BENCH_SMOKE=1 (a smoke run, which only shows that the script works end to end: no
+#        hyperfine warm-ups, and BASELINES defaults to none, since runsvdir looks for new
+#        services every 5 s and supervisorctl is a slow Python start on a busy machine).
+#        Installs the baselines' packages and hyperfine with apt-get when missing and run as root.
 set -euo pipefail
 runs=${1:-50}
 tasks=${2:-10}
 ensure=${3:-100}
+if [ "${BENCH_SMOKE:-}" = 1 ]; then
+    warmup=0
+    baselines=${BASELINES-}
+else
+    warmup=5
+    baselines=${BASELINES-runit supervisord}
+fi
+for b in $baselines; do
+    case $b in runit | supervisord) ;; *) echo "BASELINES: unknown baseline $b (runit, supervisord)" >&2; exit 2 ;; esac
+done
+want() { [[ " $baselines " == *" $1 "* ]]; }
 trc=${TRC:-target/release/trc}
 trcctl=${TRCCTL:-target/release/trcctl}
 for bin in "$trc" "$trcctl"; do
@@ -21,8 +36,8 @@ done
 trc=$(realpath "$trc")
 trcctl=$(realpath "$trcctl")
 need=()
-command -v runsvdir > /dev/null || need+=(runit)
-command -v supervisord > /dev/null || need+=(supervisor)
+want runit && ! command -v runsvdir > /dev/null && need+=(runit)
+want supervisord && ! command -v supervisord > /dev/null && need+=(supervisor)
 command -v hyperfine > /dev/null || need+=(hyperfine)
 if [ ${#need[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || { echo "missing: ${need[*]} (install them, or run as root)" >&2; exit 1; }
@@ -60,37 +75,43 @@ trc_running() { [ "$("$trcctl" --instance app list 2> /dev/null | grep -c ' runn
 wait_until "trc's tasks" trc_running "$tasks"
 
 # --- runit ----------------------------------------------------------------------------------
-mkdir -p "$out/sv"
-for i in $(seq "$tasks"); do
-    mkdir -p "$out/sv/t$i"
-    printf '#!/bin/sh\nexec sleep 100000\n' > "$out/sv/t$i/run"
-    chmod +x "$out/sv/t$i/run"
-done
-runsvdir "$out/sv" > /dev/null 2>&1 &
-pids+=($!)
 sv_running() { [ "$(SVDIR=$out/sv sv status "$out"/sv/* 2> /dev/null | grep -c '^run:')" -ge "$1" ]; }
-wait_until "runit's services" sv_running "$tasks"
+if want runit; then
+    mkdir -p "$out/sv"
+    for i in $(seq "$tasks"); do
+        mkdir -p "$out/sv/t$i"
+        printf '#!/bin/sh\nexec sleep 100000\n' > "$out/sv/t$i/run"
+        chmod +x "$out/sv/t$i/run"
+    done
+    runsvdir "$out/sv" > /dev/null 2>&1 &
+    pids+=($!)
+    wait_until "runit's services" sv_running "$tasks"
+fi
 
 # --- supervisord ----------------------------------------------------------------------------
-sup_conf=$out/supervisord.conf
-{
-    printf '[unix_http_server]\nfile=%s/supervisor.sock\n\n' "$out"
-    printf '[supervisord]\nlogfile=%s/supervisord.log\npidfile=%s/supervisord.pid\nchildlogdir=%s\nnodaemon=false\n\n' "$out" "$out" "$out"
-    printf '[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n'
-    printf '[supervisorctl]\nserverurl=unix://%s/supervisor.sock\n\n' "$out"
-    printf '[include]\nfiles = %s/conf.d/*.conf\n' "$out"
-} > "$sup_conf"
-mkdir -p "$out/conf.d"
-for i in $(seq "$tasks"); do printf '[program:t%s]\ncommand=sleep 100000\n' "$i" > "$out/conf.d/t$i.conf"; done
-supervisord -c "$sup_conf"
 sup_running() { [ "$(supervisorctl -c "$sup_conf" status 2> /dev/null | grep -c RUNNING)" -ge "$1" ]; }
-wait_until "supervisord's programs" sup_running "$tasks"
+if want supervisord; then
+    sup_conf=$out/supervisord.conf
+    {
+        printf '[unix_http_server]\nfile=%s/supervisor.sock\n\n' "$out"
+        printf '[supervisord]\nlogfile=%s/supervisord.log\npidfile=%s/supervisord.pid\nchildlogdir=%s\nnodaemon=false\n\n' "$out" "$out" "$out"
+        printf '[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n'
+        printf '[supervisorctl]\nserverurl=unix://%s/supervisor.sock\n\n' "$out"
+        printf '[include]\nfiles = %s/conf.d/*.conf\n' "$out"
+    } > "$sup_conf"
+    mkdir -p "$out/conf.d"
+    for i in $(seq "$tasks"); do printf '[program:t%s]\ncommand=sleep 100000\n' "$i" > "$out/conf.d/t$i.conf"; done
+    supervisord -c "$sup_conf"
+    wait_until "supervisord's programs" sup_running "$tasks"
+fi
 
 # --- list round trips -------------------------------------------------------------------------
-hyperfine -N --warmup 5 --runs "$runs" --style none --export-json "$out/list.json" \
-    -n trcctl "$trcctl --instance app list" \
-    -n "sv status" "env SVDIR=$out/sv sv status $(printf "$out/sv/t%s " $(seq "$tasks"))" \
-    -n supervisorctl "supervisorctl -c $sup_conf status" > /dev/null 2> "$out/hyperfine.err"
+commands=(-n trcctl "$trcctl --instance app list")
+# shellcheck disable=SC2046 # one word per service dir
+want runit && commands+=(-n "sv status" "env SVDIR=$out/sv sv status $(printf "$out/sv/t%s " $(seq "$tasks"))")
+want supervisord && commands+=(-n supervisorctl "supervisorctl -c $sup_conf status")
+hyperfine -N --warmup "$warmup" --runs "$runs" --style none --export-json "$out/list.json" "${commands[@]}" \
+    > /dev/null 2> "$out/hyperfine.err" || { cat "$out/hyperfine.err" >&2; exit 1; }
 
 # --- ensure N new services, each one running ---------------------------------------------------
 ensure_trc() {
@@ -112,7 +133,7 @@ ensure_supervisord() {
     wait_until "ensured supervisord programs" sup_running $((tasks + ensure))
 }
 ensure_ms=()
-for name in trc runit supervisord; do
+for name in trc $baselines; do
     a=$(now); "ensure_$name"; b=$(now)
     ensure_ms+=("$name $(( (b - a) / 1000000 ))")
 done
@@ -135,4 +156,4 @@ for name, value in ens.items():
     print(f"| {name} | {value} ms | {ens['trc'] / value:.2f} |")
 EOF
 echo
-echo "(hyperfine, $runs runs after 5 warm-ups; $(nproc) CPUs; $(uname -sr))"
+echo "(hyperfine, $runs runs after $warmup warm-ups; $(nproc) CPUs; $(uname -sr))"

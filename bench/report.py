@@ -246,7 +246,8 @@ def main():
     w("# Benchmarks")
     w("")
     if smoke:
-        w("**Smoke run** (`bench/suite.sh --smoke`): tiny sizes and a single repetition, to check that")
+        w("**Smoke run** (`bench/suite.sh --smoke`): trc and the floors only, tiny sizes, a single")
+        w("repetition and no settling waits (the texts below describe the full run), to check that")
         w("the suite works. These numbers are not for comparison.")
     else:
         w("trc against tini, dumb-init, runit, s6, supervisord and a bash supervisor with TrivialRC's")

@@ -30,21 +30,32 @@
 # so they get fewer (SLOW_SAMPLES, default 10, after 1 warm-up).
 #
 # Usage: bench/restart_latency.sh [N] [WARMUP]   (defaults: 200 timed restarts per supervisor
-#        after 5 warm-up restarts; `bench/restart_latency.sh 3 0` is a smoke run of seconds)
+#        after 5 warm-up restarts)
 # Env:   TRC=path/to/trc (default: `cargo build --release`, then target/release/trc),
 #        SERVICES (8), GUARD (1.1 s), SLOW_SAMPLES (10), TIMEOUT (10 s per restart),
 #        SUPERVISORS (which to compare with trc: "runit s6 supervisord loop"),
-#        TRC_EXTRA="LABEL=path ..." (more trc builds, each a row "trc (LABEL)": a change vs HEAD)
+#        TRC_EXTRA="LABEL=path ..." (more trc builds, each a row "trc (LABEL)": a change vs HEAD),
+#        BENCH_SMOKE=1: a smoke run, which only shows that the script works end to end (CI:
+#        `BENCH_SMOKE=1 bench/restart_latency.sh 3 0`, a few seconds even on a busy machine): the
+#        defaults become SUPERVISORS="loop" (runit, s6 and supervisord cost a second or more per
+#        restart by design), SERVICES=2 and GUARD=0 (no fairness wait before a kill).
 # Needs: dash, python3, setsid; runit, s6 and supervisor for their rows. As root, missing Debian
-#        packages are installed with apt-get; otherwise a missing supervisor's row is skipped.
+#        packages of the rows asked for are installed with apt-get; otherwise a missing
+#        supervisor's row is skipped.
 set -euo pipefail
 samples=${1:-200}
 warmup=${2:-5}
-services=${SERVICES:-8}
-guard=${GUARD:-1.1}
+if [ "${BENCH_SMOKE:-}" = 1 ]; then
+    services=${SERVICES:-2}
+    guard=${GUARD:-0}
+    only=${SUPERVISORS:-loop}
+else
+    services=${SERVICES:-8}
+    guard=${GUARD:-1.1}
+    only=${SUPERVISORS:-runit s6 supervisord loop}
+fi
 slow_samples=${SLOW_SAMPLES:-10}
 timeout=${TIMEOUT:-10}
-only=${SUPERVISORS:-runit s6 supervisord loop}
 [ "$samples" -ge 1 ] || { echo "N must be at least 1" >&2; exit 2; }
 [ "$slow_samples" -le "$samples" ] || slow_samples=$samples
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,8 +64,13 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 # command -> Debian package
 declare -A package=([dash]=dash [python3]=python3 [setsid]=util-linux [runsv]=runit
     [s6-supervise]=s6 [supervisord]=supervisor)
+want() { [[ " $only " == *" $1 "* ]]; }
+needed=(dash python3 setsid)
+want runit && needed+=(runsv)
+want s6 && needed+=(s6-supervise)
+want supervisord && needed+=(supervisord)
 missing=()
-for cmd in dash python3 setsid runsv s6-supervise supervisord; do
+for cmd in "${needed[@]}"; do
     command -v "$cmd" >/dev/null || missing+=("${package[$cmd]}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -147,7 +163,6 @@ EOF
 chmod +x "$tmp/run"
 
 rows=()   # NAME|LABEL|INSTANCES|TIMED|WARMUP, in table order (trc first)
-want() { [[ " $only " == *" $1 "* ]]; }
 # start_trc NAME LABEL BINARY
 start_trc() {
     mkdir -p "$tmp/$1/trc.d"

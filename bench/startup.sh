@@ -12,17 +12,22 @@
 #   true:       `true` alone, the floor (no supervisor)
 # Usage: bench/startup.sh [RUNS] [WARMUP]   (defaults: 200 runs after 20 warm-up runs)
 # Env:   TRC=path/to/trc (default target/release/trc), BENCH_JSON=FILE (also write hyperfine's
-#        JSON there). Installs tini, dumb-init and hyperfine with apt-get when missing and root.
+#        JSON there), BENCH_SMOKE=1 (a smoke run, which only shows that the script works end to
+#        end: without the tini and dumb-init rows). Installs tini, dumb-init and hyperfine with
+#        apt-get when missing and root.
 set -euo pipefail
 runs=${1:-200}
 warmup=${2:-20}
+smoke=${BENCH_SMOKE:-0}
 here=$(cd "$(dirname "$0")" && pwd)
 trc=${TRC:-$here/../target/release/trc}
 [ -x "$trc" ] || { echo "build first: cargo build --release (or set TRC=...)" >&2; exit 1; }
 trc=$(realpath "$trc")
 need=()
-command -v tini > /dev/null || need+=(tini)
-command -v dumb-init > /dev/null || need+=(dumb-init)
+if [ "$smoke" != 1 ]; then
+    command -v tini > /dev/null || need+=(tini)
+    command -v dumb-init > /dev/null || need+=(dumb-init)
+fi
 command -v hyperfine > /dev/null || need+=(hyperfine)
 command -v pgrep > /dev/null || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
@@ -44,12 +49,11 @@ mkdir "$out/empty"
 cd "$out/empty"
 export XDG_RUNTIME_DIR=$xdg
 
-hyperfine -N --warmup "$warmup" --runs "$runs" --style none --export-json "$out/startup.json" \
-    -n trc "$trc true" \
-    -n tini "tini -s -- true" \
-    -n dumb-init "dumb-init true" \
-    -n bash "$here/trivialrc-like.sh true" \
-    -n true "true" > /dev/null 2> "$out/hyperfine.err" || { cat "$out/hyperfine.err" >&2; exit 1; }
+commands=(-n trc "$trc true")
+[ "$smoke" = 1 ] || commands+=(-n tini "tini -s -- true" -n dumb-init "dumb-init true")
+commands+=(-n bash "$here/trivialrc-like.sh true" -n true "true")
+hyperfine -N --warmup "$warmup" --runs "$runs" --style none --export-json "$out/startup.json" "${commands[@]}" \
+    > /dev/null 2> "$out/hyperfine.err" || { cat "$out/hyperfine.err" >&2; exit 1; }
 [ -z "${BENCH_JSON:-}" ] || cp "$out/startup.json" "$BENCH_JSON"
 
 python3 - "$out/startup.json" << 'EOF'

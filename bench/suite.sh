@@ -14,13 +14,17 @@
 #
 # Usage: bench/suite.sh [--smoke] [--out FILE]
 #   (default)  the full suite, some minutes; writes BENCHMARKS.md at the repository's root
-#   --smoke    tiny sizes, one repetition, well under a minute (CI runs it so that the suite never
-#              rots); writes no file unless --out is given
+#   --smoke    shows that every measurement still works end to end, not numbers to compare (CI
+#              runs it so that the suite never rots): trc's rows and the floors (`true`, sed, the
+#              bash and dash loops, the TrivialRC-style bash supervisor) at tiny sizes, once, with
+#              no settling waits and no other supervisor (no package of theirs is needed): about
+#              7 s on 2 CPUs, 13 s with both kept busy; writes no file unless --out is given
 #   --out FILE write the report to FILE instead
 # Env:   TRC=path/to/trc (default: the static build, target/<host>/release/trc, built with
 #        RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target <host>).
 #        Run as root: missing baselines are installed with apt-get (tini dumb-init runit s6
-#        supervisor hyperfine, and dash procps python3 util-linux that the scripts use).
+#        supervisor hyperfine, and dash procps python3 util-linux that the scripts use; with
+#        --smoke only the latter and hyperfine).
 set -euo pipefail
 smoke=0
 out_file=
@@ -42,10 +46,15 @@ say() { echo "::: $*" >&2; }
 
 # ----- what it needs --------------------------------------------------------------------------
 # command -> Debian package
-declare -A package=([tini]=tini [dumb-init]=dumb-init [runsvdir]=runit [runsv]=runit
-    [s6-svscan]=s6 [s6-supervise]=s6 [supervisord]=supervisor [supervisorctl]=supervisor
-    [hyperfine]=hyperfine [dash]=dash [python3]=python3 [pgrep]=procps [pkill]=procps [ps]=procps
-    [setsid]=util-linux)
+declare -A package=([hyperfine]=hyperfine [dash]=dash [python3]=python3 [pgrep]=procps
+    [pkill]=procps [ps]=procps [setsid]=util-linux)
+if [ "$smoke" = 0 ]; then
+    package+=([tini]=tini [dumb-init]=dumb-init [runsvdir]=runit [runsv]=runit [s6-svscan]=s6
+        [s6-supervise]=s6 [supervisord]=supervisor [supervisorctl]=supervisor)
+else
+    # Every step runs its smoke variant: trc and the floors only, no settling waits.
+    export BENCH_SMOKE=1
+fi
 missing=()
 for cmd in "${!package[@]}"; do
     command -v "$cmd" > /dev/null || missing+=("${package[$cmd]}")
@@ -121,7 +130,7 @@ step() {
 
 # shellcheck disable=SC2054 # "3,100,1000" is one argument
 if [ "$smoke" = 1 ]; then
-    params="smoke: 1 hyperfine run; 20,000 lines; memory with 3 services; 3 restarts; teardown of 2 services; idle 5 services for 1 s"
+    params="smoke (trc and the floors only): 1 hyperfine run; 20,000 lines; memory with 3 services; 3 restarts; teardown of 2 services; idle 5 services for 1 s"
     startup=(1 1) throughput=(20000 1) memory=(--sizes 3 --runs 1) restart=(3 0)
     teardown=(--sizes 2 --runs 1) idle=(--tasks 5 --window 1)
     export SERVICES=2

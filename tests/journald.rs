@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{can_use_namespaces, trc_bin, Trc, DEADLINE};
+use common::{can_use_namespaces, skip, trc_bin, Spawned, Trc, DEADLINE};
 use std::ffi::CString;
 use std::io::{Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -599,7 +599,7 @@ fn run_with_journal_stream(matching: bool) -> (i32, String, String, Vec<Record>)
     let cmd = trc.command();
     cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), ino));
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err_file);
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Spawned::spawn(cmd);
     let mut stdout = String::new();
     child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
     let status = wait_child(&mut child);
@@ -607,19 +607,10 @@ fn run_with_journal_stream(matching: bool) -> (i32, String, String, Vec<Record>)
     (status, stdout, stderr, fake.all())
 }
 
-fn wait_child(child: &mut Child) -> i32 {
+fn wait_child(child: &mut Spawned) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("{child:?} did not exit within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let status = child.wait_deadline(DEADLINE);
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 #[test]
@@ -662,7 +653,7 @@ fn log_console_wins_over_journal_stream() {
     let cmd = trc.command();
     cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err_file);
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Spawned::spawn(cmd);
     assert_eq!(wait_child(&mut child), 0);
     assert_eq!(std::fs::read_to_string(&err_path).unwrap(), "async-1: hi\n");
     assert!(fake.all().is_empty());
@@ -706,8 +697,7 @@ fn no_colours_in_the_journal_even_on_a_terminal() {
         return;
     }
     if Command::new("script").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "script(1) is missing (util-linux)");
-        eprintln!("SKIPPED: needs script(1) from util-linux");
+        skip("no_colours_in_the_journal_even_on_a_terminal", "script(1) from util-linux");
         return;
     }
     let work = tmp();
@@ -724,7 +714,7 @@ fn no_colours_in_the_journal_even_on_a_terminal() {
     script.env_remove("JOURNAL_STREAM");
     in_namespace(&mut script, fake.dir.path());
     script.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = script.spawn().unwrap();
+    let mut child = Spawned::spawn(&mut script);
     let mut shown = Vec::new();
     child.stdout.take().unwrap().read_to_end(&mut shown).unwrap();
     assert_eq!(wait_child(&mut child), 0);
@@ -763,7 +753,7 @@ fn the_real_journald_stores_the_records() {
         return;
     }
     let Some(journald) = journald_binary() else {
-        eprintln!("SKIPPED the_real_journald_stores_the_records: systemd-journald is not installed");
+        skip("the_real_journald_stores_the_records", "systemd-journald (Debian package systemd)");
         return;
     };
     let work = tmp();
@@ -813,7 +803,7 @@ journalctl -D /run/log/journal -o export TRC_TASK=async-1
     }
     cmd.env("JOURNALD", &journald).env("TRC", trc_bin()).env("PWD", work.path());
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Spawned::spawn(&mut cmd);
     let mut stdout = String::new();
     child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
     let mut stderr = String::new();

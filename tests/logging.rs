@@ -5,13 +5,15 @@
 
 mod common;
 
-use common::{process_alive, sleeper, trc_bin, wait_sleeping, wait_until, Trc, DEADLINE};
+use common::{
+    process_alive, runtime_base, skip, sleeper, trc_bin, wait_sleeping, wait_until, Spawned, Trc, DEADLINE,
+};
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 // ----- helpers ---------------------------------------------------------------------------------
 
@@ -46,7 +48,7 @@ impl std::fmt::Debug for Raw {
 
 /// A running trc whose output is collected as bytes.
 struct RawRunning {
-    child: Child,
+    child: Spawned,
     out: Receiver<Vec<u8>>,
     err: Receiver<Vec<u8>>,
 }
@@ -67,7 +69,7 @@ fn spawn_raw(mut trc: Trc) -> RawRunning {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // NO_COLOR of the developer's shell must not matter (output to pipes is never coloured).
     cmd.env_remove("NO_COLOR");
-    let mut child = cmd.spawn().expect("start trc");
+    let mut child = Spawned::spawn(cmd);
     let out = collect(child.stdout.take().unwrap());
     let err = collect(child.stderr.take().unwrap());
     RawRunning { child, out, err }
@@ -88,21 +90,9 @@ impl RawRunning {
 }
 
 /// Waits for a child (failing the test after the deadline); its status as a shell gives it.
-fn wait_child(child: &mut Child) -> i32 {
+fn wait_child(child: &mut Spawned) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    let until = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{child:?} did not exit within {DEADLINE:?}");
-        }
-        // The polling interval of this wait, not a sleep that the outcome depends on.
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = child.wait_deadline(DEADLINE);
     status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
@@ -328,7 +318,7 @@ fn a_closed_stdout_does_not_stop_trc() {
     let mut trc = Trc::new(dir.path(), ["-D", "seq 300000; echo done >&2; exit 5"]);
     let cmd = trc.command();
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Spawned::spawn(cmd);
     let mut first = [0u8; 11];
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
     assert_eq!(&first, b"async-1: 1\n");
@@ -505,13 +495,15 @@ fn a_helper_logs_through_trc_log_pipe_with_the_task_name() {
     assert_eq!(out.stdout_text(), "web: helper 1\nweb: helper 2\nweb: helper 3\nweb: task-done\n");
 }
 
-/// The runtime dir that holds a FIFO: `<...>/trc/<instance>/`, with trc's pid in its `pid` file.
+/// The runtime dir that holds a FIFO: `<base>/<instance>/`, with trc's pid in its `pid` file,
+/// where `<base>` is what the README says for this user and environment (`$XDG_RUNTIME_DIR/trc`,
+/// `/run/trc` for root, else `$TMPDIR/trc-<uid>`).
 fn check_fifo_path(path: &Path, trc_pid: i32, file: &str) {
     assert_eq!(path.file_name().unwrap().to_str().unwrap(), file);
     let parent = path.parent().unwrap();
     let pid = std::fs::read_to_string(parent.join("pid")).unwrap();
     assert_eq!(pid.trim(), trc_pid.to_string(), "{}", path.display());
-    assert_eq!(parent.parent().unwrap().file_name().unwrap().to_str().unwrap(), "trc");
+    assert_eq!(parent.parent().unwrap(), runtime_base(), "{}", path.display());
 }
 
 #[test]
@@ -575,8 +567,7 @@ fn shell_quote(text: &str) -> String {
 /// shell command line (e.g. a redirection); returns what the terminal showed, `\r\n` made `\n`.
 fn on_terminal(args: &[&str], extra: &str, env: &[(&str, &str)]) -> Option<String> {
     if Command::new("script").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "script(1) is missing (util-linux)");
-        eprintln!("SKIPPED: needs script(1) from util-linux");
+        skip(std::thread::current().name().unwrap_or("a terminal test"), "script(1) from util-linux");
         return None;
     }
     let dir = tmp();
@@ -597,7 +588,7 @@ fn on_terminal(args: &[&str], extra: &str, env: &[(&str, &str)]) -> Option<Strin
     }
     script.envs(env.iter().copied());
     script.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = script.spawn().expect("start script");
+    let mut child = Spawned::spawn(&mut script);
     let shown = collect(child.stdout.take().unwrap());
     let status = wait_child(&mut child);
     let shown = shown.recv_timeout(DEADLINE).expect("script's output did not end");

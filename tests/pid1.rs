@@ -8,7 +8,8 @@
 
 mod common;
 
-use common::{can_use_namespaces, process_alive, trc_bin, wait_for, wait_until, Output, Running};
+use common::{can_use_namespaces, read_pid, trc_bin, wait_for, wait_until, Output, Running};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -58,19 +59,57 @@ fn trc_host_pid(running: &Running) -> i32 {
     found.unwrap()
 }
 
-/// The PID namespace of a process, as its /proc/PID/ns/pid link reads (`pid:[4026532...]`).
-fn pid_namespace(pid: i32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().map(|l| l.to_string_lossy().into_owned())
+/// The PID namespace of the trc a test started, held open for the whole test. Tests run in
+/// parallel, and the kernel gives the inode number of a namespace that is freed to the next new
+/// one (the lowest free number): by its number alone, the namespace of a trc that has exited
+/// could seem to hold another test's processes. An open namespace file keeps the namespace, so
+/// its number, from being freed until the test ends.
+struct Namespace {
+    file: std::fs::File,
+    name: String,
 }
 
-/// Every process (seen from outside) in the PID namespace `ns`.
-fn processes_in(ns: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-        .filter(|&pid| pid_namespace(pid).as_deref() == Some(ns))
-        .collect()
+impl Namespace {
+    /// The namespace of `trc`, the child of the test's (unreaped) `unshare`: opened, then
+    /// checked to still be that trc's, so that it is not the namespace of a process that took
+    /// trc's pid after it exited.
+    fn of_trc(running: &Running, trc: i32) -> Namespace {
+        let path = format!("/proc/{trc}/ns/pid");
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let name = std::fs::read_link(&path).unwrap().to_string_lossy().into_owned();
+        assert_eq!(parent_of(trc), Some(running.pid()), "trc {trc} exited before its namespace was opened");
+        Namespace { file, name }
+    }
+
+    /// Whether process `pid` is in this namespace.
+    fn holds(&self, pid: i32) -> bool {
+        let (Ok(ns), Ok(of_pid)) = (self.file.metadata(), std::fs::metadata(format!("/proc/{pid}/ns/pid")))
+        else {
+            return false;
+        };
+        ns.dev() == of_pid.dev() && ns.ino() == of_pid.ino()
+    }
+
+    /// The pids, as seen inside the namespace, of every process in it.
+    fn pids_inside(&self) -> Vec<i32> {
+        self.processes().into_iter().filter_map(pid_inside).collect()
+    }
+
+    /// Every process (seen from outside) in this namespace.
+    fn processes(&self) -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+            .filter(|&pid| self.holds(pid))
+            .collect()
+    }
+}
+
+/// The pid of a process as its own (innermost) PID namespace sees it: the last `NSpid` field.
+fn pid_inside(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse().ok()
 }
 
 fn show(out: &Output) -> String {
@@ -190,22 +229,23 @@ fn sigint_from_outside_gives_130_and_leaves_nothing() {
     );
     wait_for(&mut run, "up");
     wait_for(&mut run, "sync-up");
+    let daemon = read_pid(dir.path(), "daemon.pid");
     let trc = trc_host_pid(&run);
-    let ns = pid_namespace(trc).expect("trc's pid namespace");
-    assert_ne!(pid_namespace(std::process::id() as i32).as_deref(), Some(ns.as_str()), "not a new namespace");
-    wait_until("the daemon to start", || dir.path().join("daemon.pid").exists());
-    let members = processes_in(&ns);
-    assert!(members.len() >= 4, "trc, two tasks and a daemon, at least: {members:?}");
-    // SAFETY: kill(2) on trc, a descendant of this test which is alive (it printed "up").
+    let ns = Namespace::of_trc(&run, trc);
+    assert!(!ns.holds(std::process::id() as i32), "not a new namespace");
+    let inside = ns.pids_inside();
+    assert!(
+        inside.contains(&1) && inside.contains(&daemon),
+        "trc and the daemon {daemon} in {}: {inside:?}",
+        ns.name
+    );
+    assert!(inside.len() >= 4, "trc, two tasks and a daemon, at least: {inside:?}");
+    // SAFETY: kill(2) on trc, a descendant of this test which is alive (it is in the namespace).
     assert_eq!(unsafe { libc::kill(trc, libc::SIGINT) }, 0);
     let out = run.wait();
     assert_eq!(out.code(), 130, "unshare's status\n{}", show(&out));
     assert!(out.stdout.contains("trc [main/1]: Exited (exitcode=130)"), "{}", show(&out));
-    assert!(!process_alive(trc));
-    for pid in members {
-        assert!(!process_alive(pid), "process {pid} of the namespace outlived trc");
-    }
-    assert_eq!(processes_in(&ns), Vec::<i32>::new(), "processes left in {ns}");
+    assert_eq!(ns.processes(), Vec::<i32>::new(), "processes left in {}", ns.name);
 }
 
 /// The same with SIGTERM, and trc's own teardown (not the kernel's killing of a namespace whose
@@ -217,11 +257,15 @@ fn after_teardown_only_pid_1_is_left_in_the_namespace() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    // Every process but PID 1, the halt task and its own children (ps) is reported; that PID 1
+    // is seen shows the listing worked.
     let halt = r#"
-        ps -eo pid=,ppid=,args= | while read -r pid ppid args; do
-            if [ "$pid" != 1 ] && [ "$pid" != $$ ] && [ "$ppid" != $$ ]; then echo "halt: left: $pid $ppid $args"; fi
-        done
-        echo "halt: checked, _exit_status=$_exit_status"
+        seen=
+        while read -r pid ppid args; do
+            if [ "$pid" = 1 ]; then seen="pid 1 seen"
+            elif [ "$pid" != $$ ] && [ "$ppid" != $$ ]; then echo "halt: left: $pid $ppid $args"; fi
+        done < <(ps -eo pid=,ppid=,args=)
+        echo "halt: checked, $seen, _exit_status=$_exit_status"
         exit $_exit_status
     "#;
     let mut run = start(
@@ -238,22 +282,18 @@ fn after_teardown_only_pid_1_is_left_in_the_namespace() {
         ],
     );
     wait_for(&mut run, "up");
-    wait_until("the daemons to start", || {
-        dir.path().join("stubborn.pid").exists() && dir.path().join("daemon.pid").exists()
-    });
+    let daemons = [read_pid(dir.path(), "stubborn.pid"), read_pid(dir.path(), "daemon.pid")];
     let trc = trc_host_pid(&run);
-    let ns = pid_namespace(trc).expect("trc's pid namespace");
-    let members = processes_in(&ns);
-    // SAFETY: kill(2) on trc, a descendant of this test which is alive (it printed "up").
+    let ns = Namespace::of_trc(&run, trc);
+    let inside = ns.pids_inside();
+    assert!(daemons.iter().all(|d| inside.contains(d)), "daemons {daemons:?} in {}: {inside:?}", ns.name);
+    // SAFETY: kill(2) on trc, a descendant of this test which is alive (it is in the namespace).
     assert_eq!(unsafe { libc::kill(trc, libc::SIGTERM) }, 0);
     let out = run.wait();
     assert_eq!(out.code(), 143, "{}", show(&out));
-    assert!(out.stdout.contains("halt: checked, _exit_status=143"), "{}", show(&out));
+    assert!(out.stdout.contains("halt: checked, pid 1 seen, _exit_status=143"), "{}", show(&out));
     assert!(!out.stdout.contains("halt: left:"), "{}", show(&out));
-    for pid in members {
-        assert!(!process_alive(pid), "process {pid} of the namespace outlived trc");
-    }
-    assert_eq!(processes_in(&ns), Vec::<i32>::new(), "processes left in {ns}");
+    assert_eq!(ns.processes(), Vec::<i32>::new(), "processes left in {}", ns.name);
 }
 
 /// Under wait_any, the group ends by policy when a task finishes, as PID 1 too; orphans left
@@ -275,18 +315,15 @@ fn policy_exit_as_pid_1_leaves_nothing() {
         ],
     );
     wait_for(&mut run, "up");
-    wait_until("the daemon to start", || dir.path().join("daemon.pid").exists());
+    let daemon = read_pid(dir.path(), "daemon.pid");
     let trc = trc_host_pid(&run);
-    assert_eq!(parent_of(trc), Some(run.pid()), "trc is the child of unshare");
-    let ns = pid_namespace(trc).expect("trc's pid namespace");
-    let members = processes_in(&ns);
+    let ns = Namespace::of_trc(&run, trc);
+    let inside = ns.pids_inside();
+    assert!(inside.contains(&daemon), "the daemon {daemon} in {}: {inside:?}", ns.name);
     std::fs::write(dir.path().join("go"), "").unwrap();
     let out = run.wait();
     assert_eq!(out.code(), 5, "{}", show(&out));
-    for pid in members {
-        assert!(!process_alive(pid), "process {pid} of the namespace outlived trc");
-    }
-    assert_eq!(processes_in(&ns), Vec::<i32>::new(), "processes left in {ns}");
+    assert_eq!(ns.processes(), Vec::<i32>::new(), "processes left in {}", ns.name);
 }
 
 /// A task's process group is forgotten once it is empty: at teardown trc signals only groups
@@ -323,12 +360,12 @@ fn teardown_does_not_signal_the_old_process_group_of_a_finished_task() {
         early - 1,
         victim.replace('\'', "'\\''")
     );
-    let mut nsenter = Command::new("nsenter")
-        .args(["-t", &trc.to_string(), "--pid", "--mount", "--", "sh", "-c", &outer])
-        .env("DIR", d)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut nsenter = common::Spawned::spawn(
+        Command::new("nsenter")
+            .args(["-t", &trc.to_string(), "--pid", "--mount", "--", "sh", "-c", &outer])
+            .env("DIR", d)
+            .stdin(Stdio::null()),
+    );
     wait_until("the other program to start", || d.join("victim.pid").exists());
     let got: i32 = std::fs::read_to_string(d.join("victim.pid")).unwrap().trim().parse().unwrap();
     // SAFETY: kill(2) on trc, which runs until this test's unshare process is reaped.

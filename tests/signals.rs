@@ -5,11 +5,13 @@
 
 mod common;
 
-use common::{process_alive, read_pid, wait_child_runs, wait_for, wait_until, Running, Trc, DEADLINE};
+use common::{
+    process_alive, read_pid, wait_child_runs, wait_for, wait_until, Running, Spawned, Trc, DEADLINE,
+};
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
 // ----- helpers ------------------------------------------------------------------------------
@@ -20,20 +22,8 @@ fn trc(dir: &Path, args: &[&str]) -> Trc {
 }
 
 /// Waits for a child started outside the harness, killing it after the deadline.
-fn wait_child(child: &mut Child) -> ExitStatus {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for trc") {
-            return status;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("trc did not exit within {DEADLINE:?}");
-        }
-        // Polling interval of the test-side wait, not a wait for a state.
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+fn wait_child(child: &mut Spawned) -> ExitStatus {
+    child.wait_deadline(DEADLINE)
 }
 
 fn signal_name(sig: i32) -> String {
@@ -344,7 +334,7 @@ fn closed_stdout_does_not_kill_trc() {
         trc(dir.path(), &["-D", "echo $$ > $DIR/async.pid; sleep 100 & wait"]).env("RC_VERBOSE", "true");
     let cmd = t.command();
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Spawned::spawn(cmd);
     let task = read_pid(dir.path(), "async.pid");
     wait_child_runs(task, "sleep");
     drop(child.stdout.take());
@@ -587,7 +577,7 @@ fn trailing_command_passes_binary_stdin_to_stdout_exactly() {
     let mut t = trc(dir.path(), &["cat"]);
     let cmd = t.command();
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Spawned::spawn(cmd);
     let mut stdin = child.stdin.take().unwrap();
     let to_write = data.clone();
     let writer = std::thread::spawn(move || {

@@ -1,13 +1,17 @@
 //! Shared harness for the black-box tests: run the real `trc` binary on real directories, wait
 //! on events (a line appearing, a process exiting) with generous deadlines, never fixed sleeps.
+//! Whatever a test starts is killed when it ends, passed or failed ([`process_tree`]).
 #![allow(dead_code)]
 
+pub mod process_tree;
 pub mod sandbox;
 
+pub use process_tree::Spawned;
+
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -27,12 +31,23 @@ pub struct Trc {
     cmd: Command,
 }
 
-/// A finished run.
-#[derive(Debug)]
+/// A finished run. It holds the run's process tree: what trc left behind is killed when the
+/// output is dropped, after the test's checks (which may look for such processes).
 pub struct Output {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    process: Spawned,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("status", &self.status)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .finish()
+    }
 }
 
 impl Output {
@@ -94,9 +109,10 @@ pub enum Stream {
     Stderr,
 }
 
-/// A running trc whose output lines arrive on a channel as they are written.
+/// A running trc whose output lines arrive on a channel as they are written. Dropped (also when
+/// the test fails), it kills trc and everything trc started ([`Spawned`]).
 pub struct Running {
-    pub child: Child,
+    pub child: Spawned,
     lines: Receiver<(Stream, String)>,
     pub stdout: String,
     pub stderr: String,
@@ -105,7 +121,7 @@ pub struct Running {
 impl Running {
     pub fn start(mut cmd: Command) -> Running {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start trc");
+        let mut child = Spawned::spawn(&mut cmd);
         let (tx, rx) = channel();
         for (stream, reader) in [
             (Stream::Stdout, Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>),
@@ -141,7 +157,7 @@ impl Running {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.child.kill();
+                    // The drop of `self` kills the whole tree.
                     panic!(
                         "no line containing {needle:?} within {DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
                         self.stdout, self.stderr
@@ -173,8 +189,7 @@ impl Running {
                 break status;
             }
             if Instant::now() > until {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                // The drop of `self` kills the whole tree.
                 panic!(
                     "trc did not exit within {DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
                     self.stdout, self.stderr
@@ -190,7 +205,7 @@ impl Running {
         while let Ok((stream, line)) = self.lines.recv_timeout(DEADLINE) {
             self.keep(stream, &line);
         }
-        Output { status, stdout: self.stdout, stderr: self.stderr }
+        Output { status, stdout: self.stdout, stderr: self.stderr, process: self.child }
     }
 }
 
@@ -212,11 +227,33 @@ pub fn can_use_namespaces(test: &str) -> bool {
     if root && unshare {
         return true;
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root and unshare(1), and CI=true forbids skipping it");
-    }
-    eprintln!("SKIPPED {test}: needs root and unshare(1) (run the tests as root to include it)");
+    skip(test, "root and unshare(1) (run the tests as root to include it)");
     false
+}
+
+/// Says that `test` is skipped, as it `needs` what this machine lacks, where it is seen without
+/// `--nocapture`: straight to the test process's stderr, which the test runner does not capture
+/// (it captures `eprintln!`). Under `CI=true` a skip is a failure: this panics.
+pub fn skip(test: &str, needs: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs {needs}, and CI=true forbids skipping it");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: needs {needs}");
+}
+
+/// Where a trc started by the harness makes its runtime dirs (README, "Runtime dir"):
+/// `$XDG_RUNTIME_DIR/trc`, else `/run/trc` for root, else `$TMPDIR/trc-<uid>`.
+pub fn runtime_base() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        if Path::new(&xdg).is_dir() {
+            return Path::new(&xdg).join("trc");
+        }
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() && nix::unistd::access("/run", nix::unistd::AccessFlags::W_OK).is_ok() {
+        return PathBuf::from("/run/trc");
+    }
+    std::env::temp_dir().join(format!("trc-{uid}"))
 }
 
 /// Waits until `cond` holds, checking every few milliseconds, failing after the deadline.

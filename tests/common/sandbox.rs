@@ -2,7 +2,7 @@
 //! `XDG_RUNTIME_DIR`, work dirs, a trc that is stopped when dropped, trcctl runs, and raw
 //! protocol requests.
 
-use super::{wait_until, Running, Trc, DEADLINE};
+use super::{skip, wait_until, Running, Spawned, Trc, DEADLINE};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -220,7 +220,7 @@ impl Sandbox {
 /// Runs a command to its end (failing the test after the deadline), output captured.
 pub fn run(mut cmd: Command) -> Out {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start trcctl");
+    let mut child = Spawned::spawn(&mut cmd);
     let readers: Vec<_> = [
         Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
         Box::new(child.stderr.take().unwrap()),
@@ -239,11 +239,8 @@ pub fn run(mut cmd: Command) -> Out {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not exit within {DEADLINE:?}");
-        }
+        // On a panic, the drop of `child` kills it and what it started.
+        assert!(Instant::now() < until, "{cmd:?} did not exit within {DEADLINE:?}");
         std::thread::sleep(Duration::from_millis(5));
     };
     let mut texts = readers.into_iter().map(|r| r.join().unwrap());
@@ -319,10 +316,7 @@ pub fn can_switch_uid(test: &str) -> bool {
     if root && setpriv && python().is_some() {
         return true;
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root, setpriv(1) and python3, and CI=true forbids skipping it");
-    }
-    eprintln!("SKIPPED {test}: needs root, setpriv(1) and python3 (run the tests as root to include it)");
+    skip(test, "root, setpriv(1) and python3 (run the tests as root to include it)");
     false
 }
 
