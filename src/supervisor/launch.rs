@@ -182,8 +182,8 @@ impl Supervisor {
         // forgotten then (its number may be reused).
         if reap::group_alive(pid) {
             let settings = *task.settings();
-            let stopping = self.stop_marks.get(&id).map(|mark| mark.deadline);
-            self.lingering.push(teardown::Lingering::new(pid, settings, stopping));
+            let group = teardown::Lingering::new(pid, settings, self.stop_marks.get(&id));
+            self.lingering.push(group);
         }
         self.stop_marks.remove(&id);
         exec_error.is_some()

@@ -12,7 +12,9 @@
 //!   again to the members of the group that cannot have received it: those started after it
 //!   (their start time, in clock ticks, is not before the tick the signal went out in; one
 //!   started in that same 10 ms tick gets it twice), and the leader if it has exec'd another
-//!   program since. Nothing else gets it twice;
+//!   program since. Nothing else gets it twice. When the leader exits first (its trap ran and
+//!   it left the program it had just forked behind), the same goes on for its lingering group:
+//!   at once, then on the same schedule from the leader's exit;
 //! - a group whose leader has exited is kept ("lingering") while it has members and forgotten
 //!   as soon as it is empty, so that trc never signals a number the kernel may have reused;
 //!   one that was being stopped is killed at its task's deadline, the others are stopped with
@@ -22,7 +24,7 @@
 //! - a terminating signal a second or more after teardown began kills what is left at once.
 
 use super::group::Phase;
-use super::machine::Input;
+use super::machine::{Input, RESEND_CHECKS};
 use super::task::TaskId;
 use super::{reap, Supervisor};
 use crate::config::TaskSettings;
@@ -42,17 +44,45 @@ pub struct Lingering {
     /// SIGKILL then (it has been sent its stop signal).
     pub deadline: Option<Instant>,
     killed: bool,
+    /// The stop signal went out in this tick, while the leader lived: members started since
+    /// missed it (see the timing rules).
+    mark: Option<u64>,
+    /// When to look for such members again, and how many times it was done.
+    next_check: Option<Instant>,
+    checks: usize,
 }
 
 impl Lingering {
-    pub fn new(pgid: Pid, settings: TaskSettings, deadline: Option<Instant>) -> Lingering {
-        Lingering {
+    /// A group left by its leader; `stopping` when its task was being stopped (its mark).
+    pub fn new(pgid: Pid, settings: TaskSettings, stopping: Option<&StopMark>) -> Lingering {
+        let mut group = Lingering {
             pgid,
             stop_signal: settings.stop_signal,
             stop_timeout: settings.stop_timeout,
-            deadline,
+            deadline: stopping.map(|m| m.deadline),
             killed: false,
+            mark: stopping.map(|m| m.ticks),
+            next_check: None,
+            checks: 0,
+        };
+        group.resend(Instant::now());
+        group
+    }
+
+    /// The stop signal to the members started since it went out, and the next check.
+    fn resend(&mut self, now: Instant) {
+        let Some(mark) = self.mark else { return };
+        for (member, started) in reap::group_members(self.pgid) {
+            if started >= mark {
+                debug!(
+                    "sending SIG{} again to <pid={member}>: it missed it",
+                    super::signals::name(self.stop_signal as i32)
+                );
+                let _ = nix::sys::signal::kill(member, self.stop_signal);
+            }
         }
+        self.next_check = RESEND_CHECKS.get(self.checks).map(|&after| now + after);
+        self.checks += 1;
     }
 }
 
@@ -60,7 +90,7 @@ impl Lingering {
 #[derive(Debug)]
 pub struct StopMark {
     /// The clock tick (since boot) the signal went out in.
-    ticks: u64,
+    pub ticks: u64,
     /// The leader's program then.
     leader_exe: Option<(u64, u64)>,
     pub deadline: Instant,
@@ -92,8 +122,10 @@ impl Supervisor {
         let now = Instant::now();
         for group in &mut self.lingering {
             if group.deadline.is_none() && reap::group_alive(group.pgid) {
+                group.mark = Some(reap::boot_ticks());
                 reap::signal_group(group.pgid, group.stop_signal);
                 group.deadline = Some(now + group.stop_timeout);
+                group.next_check = Some(now + RESEND_CHECKS[0]);
             }
         }
     }
@@ -141,7 +173,8 @@ impl Supervisor {
 
     /// Deadlines of lingering groups and of the sweep.
     pub(super) fn teardown_deadline(&self) -> Option<Instant> {
-        let lingering = self.lingering.iter().filter(|g| !g.killed).filter_map(|g| g.deadline);
+        let lingering =
+            self.lingering.iter().filter(|g| !g.killed).flat_map(|g| [g.deadline, g.next_check]).flatten();
         let sweep = self.sweep.as_ref().filter(|s| !s.killed).map(|s| s.deadline);
         lingering.chain(sweep).min()
     }
@@ -154,6 +187,8 @@ impl Supervisor {
             if !group.killed && group.deadline.is_some_and(|d| d <= now) {
                 reap::signal_group(group.pgid, Signal::SIGKILL);
                 group.killed = true;
+            } else if !group.killed && group.next_check.is_some_and(|t| t <= now) {
+                group.resend(now);
             }
         }
         if let Some(sweep) = &mut self.sweep {
