@@ -33,6 +33,7 @@ use spawn::SpawnSpec;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -852,7 +853,7 @@ impl Supervisor {
     /// 127 (not found) or 126, so the wait policy applies to it like to any other.
     fn start(&mut self, id: TaskId, save_to: Option<&Path>) {
         self.set_up_logs(id);
-        let spec = self.spec_for(id, save_to);
+        let spec = SpawnSpec { hold: true, ..self.spec_for(id, save_to) };
         let task = &self.tasks[id];
         let forked = match spawn::spawn(&spec) {
             Ok(forked) => forked,
@@ -896,7 +897,15 @@ impl Supervisor {
             Stage::Boot => {}
         }
         // Logged first, then let it run: its output can only come after the line above.
-        if let Err(e) = forked.release() {
+        if let Some(go) = forked.go {
+            go.release();
+        }
+        // Stopgap until the new core reads the report after reaping: wait for exec, as before.
+        let mut report =
+            libc::pollfd { fd: forked.exec_report.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd on the stack, alive across the call.
+        unsafe { libc::poll(&mut report, 1, -1) };
+        if let Some(e) = forked.exec_report.take() {
             let hint = match (&task.source, e.kind()) {
                 (Source::File { .. }, std::io::ErrorKind::NotFound) => {
                     " (is the interpreter on its #! line installed?)"
