@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 /// Bytes of output kept per task: 64 MiB at most for 1,000 chatty tasks.
 pub const RING_BYTES: usize = 64 * 1024;
 /// Bytes one follower may have queued before it starts losing lines: a line counts its text
-/// plus [`LINE_COST`].
+/// plus a fixed cost (64 bytes).
 pub const FOLLOW_BYTES: usize = 256 * 1024;
 /// What a queued line costs on top of its text (its `LogLine` and queue slot), so that a flood
 /// of empty lines is bounded too.
