@@ -11,6 +11,10 @@
 //! < {"v":1,"ok":false,"error":"unknown variant `nope`, expected one of ..."}
 //! ```
 //! A request longer than [`MAX_REQUEST`] bytes gets an error reply and the connection is closed.
+//! So does a connection that has not sent a complete request within 10 s (from its start or
+//! from the previous reply), or has not read a reply within 10 s; and trc keeps at most 64
+//! connections besides 64 followers: one more takes the place of the one that has waited
+//! longest for a request. The limits are in [`super::server`].
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -2,17 +2,27 @@
 //! signal dispositions, an empty signal mask, only fds 0-2 and (for the trailing command on a
 //! terminal) the terminal's foreground.
 //!
-//! The parent never waits for the child: an exec error comes back through a pipe that the
-//! supervisor reads once it has reaped the child ([`ExecReport`]). A child spawned with `hold`
-//! waits for its [`GoSignal`] before it execs (the trailing command, which writes to trc's own
-//! stdout, must not write before trc's "Launching" line is out). All signals are blocked
-//! around the fork, so no handler of trc's ever runs in the child. trc never waits on a
-//! specific child here: all reaping is `waitpid(-1)` in `reap.rs`.
+//! Nothing here waits for the child. [`spawn`] forks and returns at once with the pid:
+//! - with [`SpawnSpec::hold`], the child waits for [`GoSignal::release`] before it execs, so
+//!   that trc can log "Launching ... [async/PID]" with the real pid before the task can write
+//!   anything (TrivialRC's order); a `GoSignal` dropped unreleased makes it `_exit(127)`
+//!   without running anything;
+//! - without it, the child execs at once.
+//!
+//! Either way an exec that fails is reported through [`ExecReport`]: the child writes its errno
+//! into a close-on-exec pipe and exits 127 (not found) or 126. By the time the reaper has
+//! collected the child, the pipe holds those 4 bytes, or nothing (exec succeeded), so
+//! [`ExecReport::take`] never has to wait. All reaping is `waitpid(-1)` in `reap.rs`.
+//!
+//! Signals: every signal (32 and 33 included) is blocked in the parent around the fork, and
+//! the child sets every disposition to the default before it unblocks any. So none of trc's
+//! handlers (signal-hook's self-pipe, the fault handler) ever runs in the child: a signal sent
+//! to it in that window waits, and then has its default action on the child alone.
 
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::Pid;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -36,33 +46,37 @@ pub struct SpawnSpec {
     pub hold: bool,
 }
 
-/// A forked child.
+/// A forked child: the leader of its own process group by the time [`spawn`] returns.
+#[derive(Debug)]
 pub struct Spawned {
     pub pid: Pid,
-    /// With `hold`: lets the child exec.
+    /// Lets a held child exec (`Some` only with [`SpawnSpec::hold`]).
     pub go: Option<GoSignal>,
+    /// Whether exec failed; read it once the child has been reaped.
     pub exec_report: ExecReport,
 }
 
-/// Lets a held child exec; dropped without [`GoSignal::release`], the child exits with 127
+/// The word a held child waits for. Dropping it unreleased makes the child `_exit(127)`
 /// without running anything.
 #[derive(Debug)]
 pub struct GoSignal(OwnedFd);
 
 impl GoSignal {
+    /// Lets the child exec. Never blocks (one byte into an empty pipe); an error (the child is
+    /// gone already) is ignored: the reaper reports the child as usual.
     pub fn release(self) {
         let _ = nix::unistd::write(&self.0, b"g");
     }
 }
 
-/// The child's word on its exec: nothing (end of file) when exec succeeded, its errno when it
-/// failed.
+/// The parent's end of the pipe on which the child reports a failed exec (non-blocking).
 #[derive(Debug)]
 pub struct ExecReport(OwnedFd);
 
 impl ExecReport {
-    /// The exec error, if there was one. Never blocks; call it once the child has been reaped
-    /// (its report is complete then).
+    /// The error of a failed exec, if the child reported one. Never blocks: call it after the
+    /// child has been reaped, when the report (if any) is complete. Before that, `None` can
+    /// also mean "not known yet". The report is consumed: a second call gives `None`.
     pub fn take(&self) -> Option<io::Error> {
         let mut errno = [0u8; 4];
         let mut got = 0;
@@ -71,120 +85,183 @@ impl ExecReport {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(nix::errno::Errno::EINTR) => continue,
+                // EAGAIN: no report (yet).
                 Err(_) => break,
             }
         }
+        // 4 bytes into a pipe are written at once: all or nothing.
         (got == errno.len()).then(|| io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
     }
 }
 
-/// Forks the child that will run `spec`. It is the leader of a new process group by the time
-/// this returns.
-pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
-    // Everything the child needs is made before the fork: it must not allocate.
-    let path = resolve(&spec.program)?;
-    let path = cstring(path.as_os_str())?;
-    let mut argv = vec![cstring(&spec.program)?];
-    for arg in &spec.args {
-        argv.push(cstring(arg)?);
-    }
-    let envp = environment(&spec.env)?;
-    let argv_ptrs = null_terminated(&argv);
-    let envp_ptrs = null_terminated(&envp);
-    let devnull = if spec.stdin_null { Some(OwnedFd::from(std::fs::File::open("/dev/null")?)) } else { None };
-    let go = if spec.hold { Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?) } else { None };
-    let (err_read, err_write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
-    // The child's end blocks: its one write must not fail.
-    nix::fcntl::fcntl(&err_write, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()))?;
-    let foreground = spec.foreground;
-
-    // Every signal blocked across the fork: the child must not run trc's handlers (they would
-    // write into trc's own signal pipes) before it has reset them.
-    let all = nix::sys::signal::SigSet::all();
-    let mut old = nix::sys::signal::SigSet::empty();
-    nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old))?;
-    // SAFETY: in the child we only make async-signal-safe system calls on memory prepared
-    // before the fork, then exec or _exit; no allocation, no locks.
-    let forked = unsafe { nix::unistd::fork() };
-    if !matches!(forked, Ok(ForkResult::Child)) {
-        let _ =
-            nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&old), None);
-    }
-    match forked? {
-        ForkResult::Child => unsafe {
-            let code = child(
-                foreground,
-                [
-                    devnull.as_ref().map(|fd| fd.as_raw_fd()),
-                    spec.stdout.as_ref().map(|fd| fd.as_raw_fd()),
-                    spec.stderr.as_ref().map(|fd| fd.as_raw_fd()),
-                ],
-                go.as_ref().map_or(-1, |(read, _)| read.as_raw_fd()),
-                path.as_ptr(),
-                argv_ptrs.as_ptr(),
-                envp_ptrs.as_ptr(),
-            );
-            let errno = *libc::__errno_location();
-            libc::write(err_write.as_raw_fd(), (&errno as *const i32).cast(), 4);
-            libc::_exit(code)
-        },
-        ForkResult::Parent { child } => {
-            // Also here, so the group exists whichever process runs first.
-            let _ = nix::unistd::setpgid(child, child);
-            super::signals::track_group(child.as_raw());
-            let go = go.map(|(read, write)| {
-                drop(read);
-                GoSignal(write)
-            });
-            drop((err_write, devnull));
-            Ok(Spawned { pid: child, go, exec_report: ExecReport(err_read) })
-        }
+/// Readable once the child has exec'd (end of file) or reported a failure (4 bytes): an
+/// event loop may watch it to learn of a failed exec before the child is reaped.
+impl AsFd for ExecReport {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 
-/// The child's side, between fork and exec. Returns the exit status to use if exec fails.
-///
-/// # Safety
-/// Called only in the freshly forked child, with pointers that stay valid until exec.
-unsafe fn child(
+/// Forks the child that will run `spec`; see the module's comment.
+pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
+    let prepared = Prepared::new(spec)?;
+    let pid = fork_child(&prepared.plan())?;
+    Ok(prepared.parent(pid))
+}
+
+/// Everything the child needs, made before the fork (the child must not allocate), and the
+/// parent's ends of the pipes.
+struct Prepared<'a> {
+    spec: &'a SpawnSpec,
+    path: CString,
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    devnull: Option<OwnedFd>,
+    /// (read end for the child, write end for the parent).
+    go: Option<(OwnedFd, OwnedFd)>,
+    /// (read end for the parent, write end for the child).
+    report: (OwnedFd, OwnedFd),
+}
+
+/// What the child does, in plain values and pointers into a [`Prepared`].
+struct ChildPlan {
     foreground: bool,
     stdio: [Option<i32>; 3],
-    go: i32,
+    go: Option<i32>,
+    report: i32,
+    sigrtmax: i32,
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
-) -> i32 {
-    // SAFETY: plain system calls on our own process (see `spawn`).
+}
+
+impl<'a> Prepared<'a> {
+    fn new(spec: &'a SpawnSpec) -> io::Result<Prepared<'a>> {
+        use nix::fcntl::OFlag;
+        let path = resolve(&spec.program)?;
+        let path = cstring(path.as_os_str())?;
+        let mut argv = vec![cstring(&spec.program)?];
+        for arg in &spec.args {
+            argv.push(cstring(arg)?);
+        }
+        let envp = environment(&spec.env)?;
+        let devnull =
+            if spec.stdin_null { Some(OwnedFd::from(std::fs::File::open("/dev/null")?)) } else { None };
+        let go = if spec.hold { Some(nix::unistd::pipe2(OFlag::O_CLOEXEC)?) } else { None };
+        // Non-blocking: the parent reads it without waiting; 4 bytes into an empty pipe are
+        // never refused.
+        let report = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        Ok(Prepared {
+            spec,
+            path,
+            argv_ptrs: null_terminated(&argv),
+            envp_ptrs: null_terminated(&envp),
+            _argv: argv,
+            _envp: envp,
+            devnull,
+            go,
+            report,
+        })
+    }
+
+    /// The child's plan; its pointers are valid while `self` lives.
+    fn plan(&self) -> ChildPlan {
+        let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(|fd| fd.as_raw_fd());
+        ChildPlan {
+            foreground: self.spec.foreground,
+            stdio: [raw(&self.devnull), raw(&self.spec.stdout), raw(&self.spec.stderr)],
+            go: self.go.as_ref().map(|(read, _)| read.as_raw_fd()),
+            report: self.report.1.as_raw_fd(),
+            sigrtmax: libc::SIGRTMAX(),
+            path: self.path.as_ptr(),
+            argv: self.argv_ptrs.as_ptr(),
+            envp: self.envp_ptrs.as_ptr(),
+        }
+    }
+
+    /// The parent's side once the child exists: closes the child's ends of the pipes.
+    fn parent(self, pid: Pid) -> Spawned {
+        // Also here, so the group exists whichever process runs first (an error means the
+        // child has exec'd or exited already, after its own setpgid).
+        let _ = nix::unistd::setpgid(pid, pid);
+        super::signals::track_group(pid.as_raw());
+        let (report, _child_end) = self.report;
+        Spawned { pid, go: self.go.map(|(_child_end, go)| GoSignal(go)), exec_report: ExecReport(report) }
+    }
+}
+
+/// Forks with every signal blocked, so that no handler of trc's runs in the child before it
+/// has reset them; the parent's mask is restored right after.
+fn fork_child(plan: &ChildPlan) -> io::Result<Pid> {
+    let old = set_signal_mask(!0);
+    // SAFETY: the child runs only `run_child`, which makes async-signal-safe system calls on
+    // memory prepared before the fork and then execs or `_exit`s: no allocation, no locks.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; `plan` points into memory that stays valid
+        // (our copy of the parent's) until exec.
+        unsafe { run_child(plan) }
+    }
+    let result = if pid < 0 { Err(io::Error::last_os_error()) } else { Ok(Pid::from_raw(pid)) };
+    set_signal_mask(old);
+    result.map_err(|e| io::Error::new(e.kind(), format!("fork: {e}")))
+}
+
+/// Sets the calling thread's signal mask with the system call itself, and returns the old one.
+/// glibc's `sigprocmask` leaves out signals 32 and 33 (its own); the kernel's takes all 64.
+fn set_signal_mask(mask: u64) -> u64 {
+    let mut old: u64 = 0;
+    // SAFETY: both sets live across the call; 8 is the size of the kernel's signal set on the
+    // architectures trc is built for (64 signals).
     unsafe {
-        libc::setpgid(0, 0);
-        for (target, fd) in stdio.into_iter().enumerate() {
-            if let Some(fd) = fd {
-                libc::dup2(fd, target as i32);
-            }
-        }
-        if foreground {
-            // A background process group that calls tcsetpgrp gets SIGTTOU unless it blocks it.
-            let mut ttou: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut ttou);
-            libc::sigaddset(&mut ttou, libc::SIGTTOU);
-            libc::sigprocmask(libc::SIG_BLOCK, &ttou, std::ptr::null_mut());
-            libc::tcsetpgrp(0, libc::getpid());
-        }
-        // Default dispositions for every signal, 1 to SIGRTMAX included: trc ignores some, and
-        // may itself have been started with others ignored (glibc's posix_spawn leaves 32 and
-        // 33 ignored); an ignored signal stays ignored across exec.
-        for sig in 1..=libc::SIGRTMAX() {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::c_long::from(libc::SIG_SETMASK),
+            &mask as *const u64,
+            &mut old as *mut u64,
+            8 as libc::c_long,
+        );
+    }
+    old
+}
+
+/// The child's side, between fork and exec; it never returns.
+///
+/// # Safety
+/// Called only in a freshly forked child (every signal blocked), with a plan whose pointers
+/// stay valid until exec.
+unsafe fn run_child(plan: &ChildPlan) -> ! {
+    // SAFETY: plain system calls on our own process and on memory prepared before the fork.
+    unsafe {
+        // Default dispositions for every signal, 1 to SIGRTMAX included: trc handles or
+        // ignores some, and may itself have been started with others ignored (glibc's
+        // posix_spawn leaves 32 and 33 ignored); an ignored signal stays ignored across exec.
+        // All are still blocked, so none of trc's handlers can run here.
+        for sig in 1..=plan.sigrtmax {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 reset_disposition(sig);
             }
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        // Wait for the parent's word when held (EOF means: do not run at all).
-        let mut byte = 0u8;
-        if go >= 0 {
+        libc::setpgid(0, 0);
+        for (target, fd) in plan.stdio.into_iter().enumerate() {
+            if let Some(fd) = fd {
+                libc::dup2(fd, target as i32);
+            }
+        }
+        if plan.foreground {
+            // Allowed from a background group because SIGTTOU is blocked (still all are).
+            libc::tcsetpgrp(0, libc::getpid());
+        }
+        // Only fds 0-2 survive: the two pipe ends we still need are close-on-exec. Closing
+        // the rest now (not only at exec) also drops our copies of the write ends of other
+        // children's go pipes, whose end of file must not wait for us.
+        close_fds_except(plan.go.unwrap_or(plan.report), plan.report);
+        set_signal_mask(0);
+        if let Some(go) = plan.go {
+            // Wait for the parent's word (end of file: the parent dropped it, do not run).
+            let mut byte = 0u8;
             loop {
                 let n = libc::read(go, (&mut byte as *mut u8).cast(), 1);
                 if n == 1 {
@@ -195,18 +272,36 @@ unsafe fn child(
                 }
             }
         }
-        // Only fds 0-2 survive exec: mark every other one close-on-exec.
-        let flags = libc::CLOSE_RANGE_CLOEXEC as libc::c_long;
-        if libc::syscall(libc::SYS_close_range, 3 as libc::c_long, libc::c_long::from(u32::MAX), flags) != 0 {
-            let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(1024, 65536) as libc::c_int;
-            for fd in 3..max {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
-        }
-        libc::execve(path, argv, envp);
-        match *libc::__errno_location() {
+        libc::execve(plan.path, plan.argv, plan.envp);
+        let errno = *libc::__errno_location();
+        libc::write(plan.report, (&errno as *const i32).cast(), 4);
+        libc::_exit(match errno {
             libc::ENOENT | libc::ENOTDIR => 127,
             _ => 126,
+        })
+    }
+}
+
+/// Closes every fd from 3 up but `a` and `b`.
+///
+/// # Safety
+/// Only system calls: async-signal-safe, fit for the child between fork and exec.
+unsafe fn close_fds_except(a: i32, b: i32) {
+    let (low, high) = (a.min(b), a.max(b));
+    // SAFETY: close_range and close only act on our own fd table.
+    unsafe {
+        for (first, last) in [(3, low - 1), (low + 1, high - 1), (high + 1, i32::MAX)] {
+            let first = first.max(3);
+            if first > last {
+                continue;
+            }
+            if libc::syscall(libc::SYS_close_range, first as libc::c_uint, last as libc::c_uint, 0u32) != 0 {
+                // Before Linux 5.9: one by one, up to the usual limit.
+                let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(1024, 65536) as i32;
+                for fd in first..=last.min(max) {
+                    libc::close(fd);
+                }
+            }
         }
     }
 }
@@ -296,4 +391,229 @@ fn nul_error(s: &OsStr) -> io::Error {
 
 fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
     strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use std::io::Read;
+    use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
+    fn spec(program: &str, args: &[&str]) -> SpawnSpec {
+        SpawnSpec {
+            program: program.into(),
+            args: args.iter().map(OsString::from).collect(),
+            stdin_null: true,
+            ..SpawnSpec::default()
+        }
+    }
+
+    /// Waits for our own child (never another test's) and forgets its group.
+    fn reap(pid: Pid) -> WaitStatus {
+        let status = waitpid(pid, None).expect("waitpid");
+        super::super::signals::untrack_group(pid.as_raw());
+        status
+    }
+
+    /// A pipe whose write end becomes the child's stdout.
+    fn stdout_pipe(spec: &mut SpawnSpec) -> std::fs::File {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        spec.stdout = Some(write);
+        std::fs::File::from(read)
+    }
+
+    /// The one-letter state in /proc/PID/stat.
+    fn state(pid: Pid) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()).unwrap_or('?')
+    }
+
+    #[test]
+    fn a_failed_exec_is_reported_with_its_errno_and_status() {
+        for (program, errno, status) in
+            [("/nonexistent/trc-test", libc::ENOENT, 127), ("/", libc::EACCES, 126)]
+        {
+            let spawned = spawn(&spec(program, &[])).unwrap();
+            assert!(spawned.go.is_none());
+            assert_eq!(reap(spawned.pid), WaitStatus::Exited(spawned.pid, status), "{program}");
+            let error = spawned.exec_report.take().expect("an exec error");
+            assert_eq!(error.raw_os_error(), Some(errno), "{program}: {error}");
+            assert!(spawned.exec_report.take().is_none(), "the report is taken once");
+        }
+        // A name not in $PATH fails before the fork.
+        let error = spawn(&spec("trc-test-no-such-program", &[])).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn without_hold_the_child_runs_at_once() {
+        let mut spec = spec("sh", &["-c", "echo ran; exit 7"]);
+        let mut out = stdout_pipe(&mut spec);
+        let spawned = spawn(&spec).unwrap();
+        drop(spec);
+        assert_eq!(reap(spawned.pid), WaitStatus::Exited(spawned.pid, 7));
+        assert!(spawned.exec_report.take().is_none());
+        let mut text = String::new();
+        out.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "ran\n");
+    }
+
+    #[test]
+    fn a_held_child_runs_only_once_released() {
+        let mut spec = spec("sh", &["-c", "echo ran"]);
+        spec.hold = true;
+        let mut out = stdout_pipe(&mut spec);
+        let spawned = spawn(&spec).unwrap();
+        drop(spec);
+        // Asleep waiting for its word, and still this test's program.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while state(spawned.pid) != 'S' {
+            assert!(std::time::Instant::now() < deadline, "the held child never waited");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let exe = std::fs::read_link(format!("/proc/{}/exe", spawned.pid)).unwrap();
+        assert_eq!(exe, std::env::current_exe().unwrap(), "the held child has exec'd");
+        spawned.go.unwrap().release();
+        assert_eq!(reap(spawned.pid), WaitStatus::Exited(spawned.pid, 0));
+        let mut text = String::new();
+        out.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "ran\n");
+        assert!(spawned.exec_report.take().is_none());
+    }
+
+    #[test]
+    fn a_held_child_whose_go_is_dropped_exits_127_without_running() {
+        let mut spec = spec("sh", &["-c", "echo ran"]);
+        spec.hold = true;
+        let mut out = stdout_pipe(&mut spec);
+        let spawned = spawn(&spec).unwrap();
+        drop(spec);
+        drop(spawned.go);
+        assert_eq!(reap(spawned.pid), WaitStatus::Exited(spawned.pid, 127));
+        let mut text = String::new();
+        out.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "", "the child ran");
+        assert!(spawned.exec_report.take().is_none());
+    }
+
+    /// Times the parent's handler of SIGUSR1 ran in this process.
+    static USR1_HERE: AtomicUsize = AtomicUsize::new(0);
+    /// The write end of a pipe the handler writes to, as signal-hook's self-pipe does: a
+    /// handler that ran in a child would show there.
+    static USR1_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+    extern "C" fn count_usr1(_: libc::c_int) {
+        USR1_HERE.fetch_add(1, Ordering::SeqCst);
+        let fd = USR1_PIPE.load(Ordering::SeqCst);
+        // SAFETY: write(2) of one byte from a static: async-signal-safe.
+        unsafe { libc::write(fd, b"u".as_ptr().cast(), 1) };
+    }
+
+    #[test]
+    fn a_signal_sent_to_the_child_right_after_the_fork_never_runs_a_handler_of_the_parent() {
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+        USR1_PIPE.store(std::os::fd::IntoRawFd::into_raw_fd(write), Ordering::SeqCst);
+        // SAFETY: a zeroed sigaction is valid; the handler only makes async-signal-safe calls.
+        // No other test of this binary uses SIGUSR1.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = count_usr1 as *const () as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()), 0);
+        }
+        // Many times, to hit the child early, before it has reset its dispositions.
+        for _ in 0..200 {
+            let mut spec = spec("true", &[]);
+            spec.hold = true;
+            let spawned = spawn(&spec).unwrap();
+            nix::sys::signal::kill(spawned.pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+            // The child dies of it (default action) before it reads its word: had a handler
+            // taken the signal, it would run `true` and exit 0.
+            spawned.go.unwrap().release();
+            let status = reap(spawned.pid);
+            assert_eq!(status, WaitStatus::Signaled(spawned.pid, nix::sys::signal::Signal::SIGUSR1, false));
+        }
+        // SAFETY: back to the default action; the fd is ours.
+        unsafe {
+            libc::signal(libc::SIGUSR1, libc::SIG_DFL);
+            libc::close(USR1_PIPE.swap(-1, Ordering::SeqCst));
+        }
+        assert_eq!(USR1_HERE.load(Ordering::SeqCst), 0, "the parent's handler ran in the parent");
+        let mut byte = [0u8; 1];
+        // End of file: nothing was written, and no child holds the write end any more.
+        let in_pipe = nix::unistd::read(&read, &mut byte);
+        assert_eq!(in_pipe, Ok(0), "the parent's handler ran in a child");
+    }
+
+    /// `cargo test --release --lib spawn_benchmark -- --ignored --nocapture`: 2000 spawns of
+    /// /bin/true and their waitpid, held and not.
+    #[test]
+    #[ignore]
+    fn spawn_benchmark() {
+        for hold in [false, true] {
+            let mut spec = spec("/bin/true", &[]);
+            spec.hold = hold;
+            let (start, mut in_spawn) = (std::time::Instant::now(), std::time::Duration::ZERO);
+            for _ in 0..2000 {
+                let call = std::time::Instant::now();
+                let spawned = spawn(&spec).unwrap();
+                in_spawn += call.elapsed();
+                if let Some(go) = spawned.go {
+                    go.release();
+                }
+                assert_eq!(reap(spawned.pid), WaitStatus::Exited(spawned.pid, 0));
+            }
+            let (per, blocked) = (start.elapsed() / 2000, in_spawn / 2000);
+            println!("fork, hold={hold}: {per:?} per spawn+waitpid, {blocked:?} in spawn()");
+        }
+        let spec = spec("/bin/true", &[]);
+        let (start, mut in_spawn) = (std::time::Instant::now(), std::time::Duration::ZERO);
+        for _ in 0..2000 {
+            let call = std::time::Instant::now();
+            let spawned = spawn_vfork(&spec).unwrap();
+            in_spawn += call.elapsed();
+            assert_eq!(reap(spawned.pid), WaitStatus::Exited(spawned.pid, 0));
+        }
+        let (per, blocked) = (start.elapsed() / 2000, in_spawn / 2000);
+        println!("clone(CLONE_VM|CLONE_VFORK): {per:?} per spawn+waitpid, {blocked:?} in spawn()");
+        let start = std::time::Instant::now();
+        for _ in 0..2000 {
+            let status = std::process::Command::new("/bin/true").stdin(std::process::Stdio::null()).status();
+            assert!(status.unwrap().success());
+        }
+        println!("std::process::Command (posix_spawn): {:?} per spawn+wait", start.elapsed() / 2000);
+    }
+
+    /// The same child as [`spawn`]'s, started the way posix_spawn does (the parent waits
+    /// until the child has exec'd, and shares its memory until then): for the benchmark only,
+    /// since a held child would never let its parent go on.
+    fn spawn_vfork(spec: &SpawnSpec) -> io::Result<Spawned> {
+        extern "C" fn entry(plan: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: `plan` is the ChildPlan below, alive while the parent waits for us.
+            unsafe { run_child(&*(plan as *const ChildPlan)) }
+        }
+        assert!(!spec.hold);
+        let prepared = Prepared::new(spec)?;
+        let plan = prepared.plan();
+        let mut stack = vec![0u8; 64 * 1024];
+        let old = set_signal_mask(!0);
+        // SAFETY: the child runs on its own stack, makes only system calls and execs or
+        // exits; the parent is suspended until then (CLONE_VFORK).
+        let pid = unsafe {
+            let top = stack.as_mut_ptr().add(stack.len() - 64);
+            let top = top.sub(top as usize % 16);
+            libc::clone(
+                entry,
+                top.cast(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                &plan as *const ChildPlan as *mut libc::c_void,
+            )
+        };
+        set_signal_mask(old);
+        assert!(pid > 0, "clone: {}", io::Error::last_os_error());
+        Ok(prepared.parent(Pid::from_raw(pid)))
+    }
 }
