@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod fsutil;
 pub mod logs;
 pub mod runtime_dir;
 pub mod shell;

@@ -5,47 +5,12 @@
 use super::manager::{EnsureSpec, ManagerError, Result};
 use std::path::PathBuf;
 
-/// Where `program` is found in `$PATH` (the first executable file of that name), as a shell
-/// would run it.
+/// Where `program` is found in `$PATH`, as a shell would run it.
 pub fn find_program(program: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| {
-        std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    crate::fsutil::find_in_path(std::ffi::OsStr::new(program))
 }
 
-/// Writes `contents` to `path` so that a reader sees either the old file or the new one, never
-/// a part: a temporary file next to it (a dot name, so runsvdir and systemd skip it), synced,
-/// given `mode`, then renamed over `path`.
-pub fn write_atomically(path: &std::path::Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(format!(".{file_name}.tmp-{}-{}", std::process::id(), unique_suffix()));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
-        file.write_all(contents)?;
-        // The mode given to open(2) is masked by the umask; scripts must be executable.
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
-}
-
-/// A number that differs between calls (in this process and, very likely, between processes):
-/// for names of temporary files and dirs.
-pub fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format!("{:x}{:x}", nanos.subsec_nanos(), COUNTER.fetch_add(1, Ordering::Relaxed))
-}
+pub use crate::fsutil::{unique_suffix, write_atomically};
 
 /// Checks `cond` every 50 ms until it holds (true) or `timeout` has passed (false).
 pub fn poll_until(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod client;
 pub mod manager;
 pub mod protocol;
+pub mod ring;
 pub mod runit;
 pub mod server;
 pub mod systemd;

@@ -11,14 +11,14 @@
 //! - a request is at most [`MAX_REQUEST`] bytes;
 //! - at most [`MAX_FOLLOWERS`] `logs -f` followers. They have no timeout (a quiet task is
 //!   followed for as long as the client likes); what one has queued is bounded by the log
-//!   ring ([`crate::logs::ring::FOLLOW_BYTES`]), and a follower that reads too slowly loses
+//!   ring ([`crate::control::ring::FOLLOW_BYTES`]), and a follower that reads too slowly loses
 //!   lines and is told how many.
 //!
 //! So trc holds at most `MAX_CONNECTIONS + MAX_FOLLOWERS + 2` fds for clients (the listener,
 //! and a newcomer while the connection it replaces closes).
 
 use super::protocol::{Command, LogMessage, Reply, Request, MAX_REQUEST, VERSION};
-use crate::logs::ring::{Follow, Followed};
+use crate::control::ring::{Follow, Followed};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;

@@ -8,7 +8,6 @@
 pub mod journal;
 pub mod notify;
 pub mod pipe;
-pub mod ring;
 
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -11,7 +11,7 @@
 //! pass through unchanged. With `log-prefix: no` the bytes are copied as they come.
 
 use super::journal::{split_priority, Journal, PRIORITY_INFO};
-use super::ring::LogRing;
+use crate::control::ring::LogRing;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};

@@ -30,11 +30,11 @@ mod teardown;
 
 use crate::cli::CommandLine;
 use crate::config::{scan_work_dir, Settings, TaskFiles};
+use crate::control::ring::LogRing;
 use crate::control::server::{self, Call};
 use crate::logs::journal::Journal;
 use crate::logs::notify::{self, Notifier};
 use crate::logs::pipe::LogStream;
-use crate::logs::ring::LogRing;
 use crate::logs::Console;
 use crate::runtime_dir::{RuntimeDir, SOCKET_FILE};
 use crate::EXIT_CONFIG;
@@ -413,9 +413,9 @@ impl Drop for Supervisor {
 fn is_program(name: &OsStr) -> bool {
     use std::os::unix::ffi::OsStrExt;
     if name.as_bytes().contains(&b'/') {
-        spawn::is_executable_file(Path::new(name))
+        crate::fsutil::is_executable_file(Path::new(name))
     } else {
-        spawn::find_in_path(name).is_some()
+        crate::fsutil::find_in_path(name).is_some()
     }
 }
 

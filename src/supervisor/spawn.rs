@@ -24,7 +24,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What to run and how.
 #[derive(Debug, Default)]
@@ -344,22 +344,9 @@ fn resolve(program: &OsStr) -> io::Result<PathBuf> {
     if program.as_bytes().contains(&b'/') {
         return Ok(PathBuf::from(program));
     }
-    find_in_path(program).ok_or_else(|| {
+    crate::fsutil::find_in_path(program).ok_or_else(|| {
         io::Error::new(io::ErrorKind::NotFound, format!("{}: command not found", program.to_string_lossy()))
     })
-}
-
-/// The first executable file named `name` in `$PATH`.
-pub fn find_in_path(name: &OsStr) -> Option<PathBuf> {
-    if name.is_empty() {
-        return None;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable_file(p))
-}
-
-pub fn is_executable_file(path: &Path) -> bool {
-    path.is_file() && nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 /// trc's environment with `overrides` applied (later entries win), as `KEY=VALUE` strings.

@@ -12,7 +12,7 @@
 //! queue: a follower that goes away frees its queue at once, and leaves a few bytes in the
 //! ring until [`LogRing::prune_followers`] (which [`LogRing::follow`] and every line call).
 
-use crate::control::protocol::LogLine;
+use super::protocol::LogLine;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::Notify;
