@@ -269,3 +269,24 @@ fn a_removed_task_holds_nothing() {
     let out = s.ctl(&["status", "gone"]);
     assert_ne!(out.code, 0, "status of a removed task: {out:?}");
 }
+
+/// Boot and halt tasks run once and the trailing command is the user's own: trc refuses to
+/// control them, and says why.
+#[test]
+fn boot_tasks_and_the_trailing_command_are_not_controlled() {
+    let s = Sandbox::new();
+    let work = s.work("app");
+    file(&work, "boot.init", "true\n", false);
+    let _trc = s.start_trc(s.trc(&work, &["sleep", "1000"]).env("RC_WAIT_POLICY", "wait_forever"));
+    wait_state(&s, "cmd", "running");
+    for verb in ["start", "stop", "restart"] {
+        let out = s.ctl(&[verb, "init"]);
+        assert_ne!(out.code, 0, "{verb} init: {out:?}");
+        assert!(out.stderr.contains("boot task: it runs once"), "{verb} init: {out:?}");
+        let out = s.ctl(&[verb, "cmd"]);
+        assert_ne!(out.code, 0, "{verb} cmd: {out:?}");
+        assert!(out.stderr.contains("the trailing command"), "{verb} cmd: {out:?}");
+    }
+    assert_eq!(state(&s, "cmd")["starts"], 1);
+    assert_eq!(state(&s, "init")["state"], "finished");
+}
