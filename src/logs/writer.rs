@@ -72,6 +72,9 @@ pub(crate) enum Sink {
     /// trc's stdout and stderr (one lane for both when they are the same file).
     Console,
     Journal(JournalSocket),
+    /// The bytes of console items, to a function (unit tests).
+    #[cfg(test)]
+    Test(Box<dyn FnMut(&[u8]) + Send>),
 }
 
 /// A bounded queue and the thread that empties it.
@@ -286,7 +289,9 @@ impl Lane {
                 if queue.pending == 0 {
                     self.emptied.notify_all();
                 }
-                std::mem::take(&mut queue.starved) && queue.bytes < QUEUE_BYTES
+                let wake = queue.starved && queue.bytes < QUEUE_BYTES;
+                queue.starved &= !wake;
+                wake
             };
             if wake_pumps {
                 self.room.notify_waiters();
@@ -363,6 +368,11 @@ fn write_batch(sink: &mut Sink, batch: &mut [Item]) -> usize {
                 }
                 rest = &mut rest[1..];
             }
+            #[cfg(test)]
+            (Sink::Test(f), Item::Console { data, .. }) => {
+                f(data);
+                rest = &mut rest[1..];
+            }
             // An item on the wrong lane: a bug; it is dropped, not written somewhere else.
             _ => {
                 debug_assert!(false, "an item on the wrong lane");
@@ -416,5 +426,96 @@ fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
     match (nix::sys::stat::fstat(a), nix::sys::stat::fstat(b)) {
         (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn console_item(data: Vec<u8>) -> Item {
+        let lines = data.iter().filter(|&&b| b == b'\n').count();
+        Item::Console { to: Output::Stdout, data, lines }
+    }
+
+    /// A lane whose sink waits for `gate` to open, then sends what it gets to `written`, taking
+    /// `pace` for each write (a slow reader).
+    fn gated_lane(pace: Duration) -> (Arc<Lane>, mpsc::Sender<()>, mpsc::Receiver<Vec<u8>>) {
+        let (open, gate) = mpsc::channel::<()>();
+        let (tx, written) = mpsc::channel();
+        let mut opened = false;
+        let sink = Sink::Test(Box::new(move |data| {
+            if !opened {
+                let _ = gate.recv();
+                opened = true;
+            }
+            std::thread::sleep(pace);
+            let _ = tx.send(data.to_vec());
+        }));
+        (Lane::start("trc-test", sink), open, written)
+    }
+
+    #[test]
+    fn a_full_lane_holds_the_producer_back_and_loses_nothing() {
+        // A slow reader: the queue stays over its bound for several batches after the producer
+        // has started to wait.
+        let (lane, open, written) = gated_lane(Duration::from_millis(1));
+        const CHUNKS: usize = 100;
+        let producer = lane.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let held_back = std::sync::atomic::AtomicBool::new(false);
+        let produce = async {
+            for i in 0..CHUNKS {
+                if !producer.has_room() {
+                    held_back.store(true, std::sync::atomic::Ordering::SeqCst);
+                    // The reader starts reading only once the producer has had to wait.
+                    let _ = open.send(());
+                }
+                producer.room().await;
+                // Bursts that overshoot the bound by more than one batch, as a pump's read can.
+                for j in 0..6 {
+                    producer.push(console_item(format!("{i}.{j}\n").repeat(11000).into_bytes()));
+                }
+            }
+        };
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), produce)
+                .await
+                .expect("the producer was never woken")
+        });
+        assert!(held_back.load(std::sync::atomic::Ordering::SeqCst), "the bound never held the producer");
+        let mut got = Vec::new();
+        while got.len() < CHUNKS * 6 {
+            got.push(written.recv_timeout(Duration::from_secs(60)).expect("a chunk was lost"));
+        }
+        for (n, chunk) in got.iter().enumerate() {
+            assert_eq!(chunk, &format!("{}.{}\n", n / 6, n % 6).repeat(11000).into_bytes(), "chunk {n}");
+        }
+        assert_eq!(lane.settle(Instant::now() + Duration::from_secs(60)), 0);
+    }
+
+    #[test]
+    fn a_callback_runs_after_what_was_queued_before_it() {
+        let (lane, open, written) = gated_lane(Duration::ZERO);
+        let (ran_tx, ran) = mpsc::channel();
+        lane.push(console_item(b"first\n".to_vec()));
+        lane.push(Item::Then(Box::new(move || ran_tx.send(()).unwrap())));
+        lane.push(console_item(b"second\n".to_vec()));
+        assert!(ran.recv_timeout(Duration::from_millis(100)).is_err(), "ran before its line was written");
+        open.send(()).unwrap();
+        assert_eq!(written.recv_timeout(Duration::from_secs(60)).unwrap(), b"first\n");
+        ran.recv_timeout(Duration::from_secs(60)).expect("the callback did not run");
+        assert_eq!(written.recv_timeout(Duration::from_secs(60)).unwrap(), b"second\n");
+    }
+
+    #[test]
+    fn settling_a_stuck_lane_gives_up_at_the_deadline_and_counts_the_lines() {
+        let (lane, _open, _written) = gated_lane(Duration::ZERO);
+        lane.push(console_item(b"one\ntwo\n".to_vec()));
+        lane.push(console_item(b"three\n".to_vec()));
+        let start = Instant::now();
+        assert_eq!(lane.settle(start + Duration::from_millis(200)), 3);
+        assert!(start.elapsed() >= Duration::from_millis(200));
     }
 }
