@@ -74,8 +74,11 @@ pub(crate) enum Sink {
     Journal(JournalSocket),
     /// The bytes of console items, to a function (unit tests).
     #[cfg(test)]
-    Test(Box<dyn FnMut(&[u8]) + Send>),
+    Test(Box<TestSink>),
 }
+
+#[cfg(test)]
+type TestSink = dyn FnMut(&[u8]) + Send;
 
 /// A bounded queue and the thread that empties it.
 pub struct Lane {
