@@ -51,10 +51,7 @@ impl Journal {
     /// Connects to journald's socket at `path` (normally [`SOCKET`]) and starts the thread that
     /// sends the records.
     pub fn connect(path: &Path) -> io::Result<Journal> {
-        let socket = UnixDatagram::unbound()?;
-        socket.connect(path)?;
-        socket.set_nonblocking(true)?;
-        let socket = JournalSocket { socket, path: path.to_owned(), stalled: false, unreported: 0 };
+        let socket = JournalSocket::connect(path)?;
         Ok(Journal { lane: Lane::start("trc-journal", Sink::Journal(socket)) })
     }
 
@@ -95,6 +92,14 @@ pub(crate) struct JournalSocket {
 }
 
 impl JournalSocket {
+    fn connect(path: &Path) -> io::Result<JournalSocket> {
+        let socket = UnixDatagram::unbound()?;
+        socket.connect(path)?;
+        socket.set_nonblocking(true)?;
+        Ok(JournalSocket { socket, path: path.to_owned(), stalled: false, unreported: 0 })
+    }
+
+    /// Sends one record, waiting for room in the socket [`PATIENCE`] at most.
     pub(crate) fn deliver(&mut self, record: &[u8]) -> Delivery {
         loop {
             match self.try_send(record) {
@@ -260,6 +265,44 @@ mod tests {
         let (fields, via_memfd) = recv_with_fd(&server);
         assert!(via_memfd);
         assert_eq!(fields[0].1.len(), big.len());
+    }
+
+    #[test]
+    fn a_full_socket_drops_records_and_journald_is_told_how_many_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socket");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let mut socket = JournalSocket::connect(&path).unwrap();
+        let record = |n: usize| encode(&[("MESSAGE", n.to_string().as_bytes())]);
+        // The server reads nothing: its queue fills, then the first record that finds it full
+        // waits PATIENCE and is dropped; the next ones are dropped at once.
+        let mut sent = 0;
+        let started = std::time::Instant::now();
+        while matches!(socket.deliver(&record(sent)), Delivery::Sent) {
+            sent += 1;
+            assert!(sent < 100_000, "the socket never filled");
+        }
+        assert!(started.elapsed() >= PATIENCE);
+        let again = std::time::Instant::now();
+        for n in 1..=4 {
+            assert!(matches!(socket.deliver(&record(sent + n)), Delivery::Dropped));
+        }
+        assert!(again.elapsed() < PATIENCE, "a stalled journal made records wait again");
+        // journald reads again: the next record goes, and then the count of the lost ones.
+        server.set_nonblocking(true).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = 0;
+        while server.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, sent);
+        assert!(matches!(socket.deliver(&record(0)), Delivery::Sent));
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(decode(&buf[..n]).unwrap()[0].1, b"0");
+        let n = server.recv(&mut buf).unwrap();
+        let notice = decode(&buf[..n]).unwrap();
+        assert_eq!(notice[0].1, b"trc: 5 records could not be sent to journald (its socket was full)");
+        assert_eq!(notice[1], ("PRIORITY".to_owned(), b"4".to_vec()));
     }
 
     /// Receives a record, reading it from a passed memfd when there is one.

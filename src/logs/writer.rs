@@ -36,7 +36,7 @@ const BATCH_BYTES: usize = QUEUE_BYTES / 4;
 /// Buffers in one `writev`.
 const BATCH_ITEMS: usize = 64;
 /// Written buffers kept for reuse by the pumps (a fresh 64 KiB buffer costs page faults).
-const SPARE_BUFFERS: usize = 8;
+const SPARE_BUFFERS: usize = 4;
 /// A buffer larger than this is not kept for reuse.
 const SPARE_CAPACITY: usize = 256 * 1024;
 
@@ -345,7 +345,8 @@ fn write_batch(sink: &mut Sink, batch: &mut [Item]) -> usize {
             (_, Item::Then(f)) => {
                 // Taken out: the item stays in the batch, empty.
                 let f = std::mem::replace(f, Box::new(|| {}));
-                f();
+                // A callback that panics must not take the lane's thread (and trc's output) down.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
                 rest = &mut rest[1..];
             }
             (Sink::Console, Item::Console { to, .. }) => {
