@@ -187,6 +187,7 @@ impl Lane {
         let (worker, handed) = (lane.clone(), slot.clone());
         let spawned =
             std::thread::Builder::new().name(name.to_owned()).stack_size(256 * 1024).spawn(move || {
+                block_signals();
                 let sink = handed.lock().ok().and_then(|mut s| s.take());
                 if let Some(sink) = sink {
                     worker.run(sink);
@@ -423,6 +424,20 @@ pub(crate) fn wait_writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> bo
     // SAFETY: one pollfd on the stack, for an fd borrowed for the whole call.
     let n = unsafe { libc::poll(&mut pollfd, 1, ms) };
     n > 0 && pollfd.revents & libc::POLLOUT != 0
+}
+
+/// Leaves the signals to the supervisor's thread, whose loop acts on them (and would never see
+/// one that a signalfd waits for if it went to this thread), except the faults that this
+/// thread's own code could raise: those must reach trc's fault handler.
+fn block_signals() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::all();
+    for fault in
+        [Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGTRAP, Signal::SIGSYS]
+    {
+        signals.remove(fault);
+    }
+    let _ = signals.thread_block();
 }
 
 /// Whether two fds are the same file (a pipe, a terminal, a file).
