@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use trc::cli::CommandLine;
-use trc::logs::Console;
+use trc::logs::{writer, Console};
 use trc::supervisor::{self, Setup};
 
 fn main() {
@@ -18,6 +18,10 @@ fn main() {
     }));
     let status = std::panic::catch_unwind(move || supervisor::run(Setup { cli, console, arg0, self_name }))
         .unwrap_or(70);
+    // Output is written by threads of its own: give them a moment to finish, not longer (a
+    // reader that stopped reading must not keep trc from exiting). What they could not write is
+    // lost; there is no one left to tell.
+    let _unwritten = writer::finish(writer::EXIT_GRACE);
     std::process::exit(status);
 }
 

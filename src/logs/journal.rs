@@ -6,11 +6,20 @@
 //! events and its tasks' lines, and a task line needs fields of its own (`TRC_TASK`,
 //! `TRC_STAGE`, `TRC_STREAM`, `TRC_TASK_PID`, a priority from a `<N>` prefix) that a tracing
 //! event does not carry; the protocol is small and documented.
+//!
+//! Records are sent by a writer thread ([`super::writer`]) on a non-blocking socket: a journald
+//! that does not read never blocks trc. A record that finds journald's socket full waits for
+//! room [`PATIENCE`] at most, then it is dropped and counted; journald is told the count once it
+//! reads again, and trc's stderr at exit.
 
+use super::pipe::Output;
+use super::writer::{self, Item, Lane, Sink};
 use std::io::{self, IoSlice, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Where journald listens for native records.
 pub const SOCKET: &str = "/run/systemd/journal/socket";
@@ -21,28 +30,121 @@ pub const PRIORITY_WARNING: u8 = 4;
 pub const PRIORITY_INFO: u8 = 6;
 pub const PRIORITY_DEBUG: u8 = 7;
 
-/// A connection to journald.
-#[derive(Debug)]
+/// How long a record waits for room in journald's socket before it is dropped. Only the first
+/// of a run of records that find the socket full waits: while journald does not read, the next
+/// ones are dropped at once (and counted), until one gets through again.
+pub const PATIENCE: Duration = Duration::from_secs(1);
+
+/// A connection to journald. Records are queued for a writer thread ([`writer`]): sending
+/// never blocks the caller.
 pub struct Journal {
-    socket: UnixDatagram,
-    path: PathBuf,
+    lane: Arc<Lane>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Journal")
+    }
 }
 
 impl Journal {
-    /// Connects to journald's socket at `path` (normally [`SOCKET`]).
+    /// Connects to journald's socket at `path` (normally [`SOCKET`]) and starts the thread that
+    /// sends the records.
     pub fn connect(path: &Path) -> io::Result<Journal> {
-        let socket = UnixDatagram::unbound()?;
-        socket.connect(path)?;
-        Ok(Journal { socket, path: path.to_owned() })
+        let socket = JournalSocket::connect(path)?;
+        Ok(Journal { lane: Lane::start("trc-journal", Sink::Journal(socket)) })
     }
 
-    /// Sends one record.
-    pub fn send(&self, fields: &[(&str, &[u8])]) -> io::Result<()> {
-        let record = encode(fields);
-        match self.socket.send(&record) {
+    /// Queues one record.
+    pub fn send(&self, fields: &[(&str, &[u8])]) {
+        self.lane.push(Item::Record { data: encode(fields), instead: None });
+    }
+
+    /// Queues one record; if journald turns out to be gone, `line` goes to `output` instead.
+    pub fn send_or_write(&self, fields: &[(&str, &[u8])], output: Output, line: Vec<u8>) {
+        self.lane.push(Item::Record { data: encode(fields), instead: Some((output, line)) });
+    }
+
+    /// The queue of the records, for backpressure.
+    pub fn lane(&self) -> &Lane {
+        &self.lane
+    }
+}
+
+/// What became of a record.
+pub(crate) enum Delivery {
+    Sent,
+    /// journald's socket stayed full: dropped, and counted.
+    Dropped,
+    /// The socket failed otherwise (journald is gone).
+    Failed,
+}
+
+/// The sending end, owned by the writer thread. The socket is non-blocking: a full socket
+/// is waited for with `poll`, [`PATIENCE`] at most.
+pub(crate) struct JournalSocket {
+    socket: UnixDatagram,
+    path: PathBuf,
+    /// The last record was dropped: the next ones do not wait for room.
+    stalled: bool,
+    /// Records dropped since journald was last told about them.
+    unreported: u64,
+}
+
+impl JournalSocket {
+    fn connect(path: &Path) -> io::Result<JournalSocket> {
+        let socket = UnixDatagram::unbound()?;
+        socket.connect(path)?;
+        socket.set_nonblocking(true)?;
+        Ok(JournalSocket { socket, path: path.to_owned(), stalled: false, unreported: 0 })
+    }
+
+    /// Sends one record, waiting for room in the socket [`PATIENCE`] at most.
+    pub(crate) fn deliver(&mut self, record: &[u8]) -> Delivery {
+        loop {
+            match self.try_send(record) {
+                Ok(()) => {
+                    self.stalled = false;
+                    self.report_drops();
+                    return Delivery::Sent;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !self.stalled && writer::wait_writable(self.socket.as_fd(), Some(PATIENCE)) {
+                        continue;
+                    }
+                    self.stalled = true;
+                    self.unreported += 1;
+                    return Delivery::Dropped;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Delivery::Failed,
+            }
+        }
+    }
+
+    /// Tells journald how many records it missed, once it reads again.
+    fn report_drops(&mut self) {
+        if self.unreported == 0 {
+            return;
+        }
+        let message =
+            format!("trc: {} records could not be sent to journald (its socket was full)", self.unreported);
+        let record = encode(&[
+            ("MESSAGE", message.as_bytes()),
+            ("PRIORITY", &[b'0' + PRIORITY_WARNING]),
+            ("SYSLOG_IDENTIFIER", b"trc"),
+        ]);
+        if self.try_send(&record).is_ok() {
+            self.unreported = 0;
+        }
+    }
+
+    /// Sends one record without waiting.
+    fn try_send(&self, record: &[u8]) -> io::Result<()> {
+        match self.socket.send(record) {
             Ok(_) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) || e.raw_os_error() == Some(libc::ENOBUFS) => {
-                self.send_memfd(&record)
+                self.send_memfd(record)
             }
             Err(e) => Err(e),
         }
@@ -63,7 +165,7 @@ impl Journal {
         let cmsg = [ControlMessage::ScmRights(&fds)];
         let addr = UnixAddr::new(&self.path)?;
         let iov: [IoSlice; 0] = [];
-        sendmsg(self.socket.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&addr))?;
+        sendmsg(self.socket.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_DONTWAIT, Some(&addr))?;
         Ok(())
     }
 }
@@ -153,16 +255,54 @@ mod tests {
         let path = dir.path().join("socket");
         let server = UnixDatagram::bind(&path).unwrap();
         let journal = Journal::connect(&path).unwrap();
-        journal.send(&[("MESSAGE", b"hi"), ("PRIORITY", b"6")]).unwrap();
+        journal.send(&[("MESSAGE", b"hi"), ("PRIORITY", b"6")]);
         let mut buf = vec![0u8; 4096];
         let n = server.recv(&mut buf).unwrap();
         assert_eq!(decode(&buf[..n]).unwrap()[0].1, b"hi");
         // Larger than the default datagram limit: goes through a memfd.
         let big = vec![b'x'; 4 * 1024 * 1024];
-        journal.send(&[("MESSAGE", &big)]).unwrap();
+        journal.send(&[("MESSAGE", &big)]);
         let (fields, via_memfd) = recv_with_fd(&server);
         assert!(via_memfd);
         assert_eq!(fields[0].1.len(), big.len());
+    }
+
+    #[test]
+    fn a_full_socket_drops_records_and_journald_is_told_how_many_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socket");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let mut socket = JournalSocket::connect(&path).unwrap();
+        let record = |n: usize| encode(&[("MESSAGE", n.to_string().as_bytes())]);
+        // The server reads nothing: its queue fills, then the first record that finds it full
+        // waits PATIENCE and is dropped; the next ones are dropped at once.
+        let mut sent = 0;
+        let started = std::time::Instant::now();
+        while matches!(socket.deliver(&record(sent)), Delivery::Sent) {
+            sent += 1;
+            assert!(sent < 100_000, "the socket never filled");
+        }
+        assert!(started.elapsed() >= PATIENCE);
+        let again = std::time::Instant::now();
+        for n in 1..=4 {
+            assert!(matches!(socket.deliver(&record(sent + n)), Delivery::Dropped));
+        }
+        assert!(again.elapsed() < PATIENCE, "a stalled journal made records wait again");
+        // journald reads again: the next record goes, and then the count of the lost ones.
+        server.set_nonblocking(true).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = 0;
+        while server.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, sent);
+        assert!(matches!(socket.deliver(&record(0)), Delivery::Sent));
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(decode(&buf[..n]).unwrap()[0].1, b"0");
+        let n = server.recv(&mut buf).unwrap();
+        let notice = decode(&buf[..n]).unwrap();
+        assert_eq!(notice[0].1, b"trc: 5 records could not be sent to journald (its socket was full)");
+        assert_eq!(notice[1], ("PRIORITY".to_owned(), b"4".to_vec()));
     }
 
     /// Receives a record, reading it from a passed memfd when there is one.

@@ -4,13 +4,17 @@
 //! [`Console`] layer prints them: INFO on stdout when `RC_VERBOSE=true`, DEBUG too (as
 //! `]:  - message`) with `RC_VERBOSE_EXTRA=true`, WARN on stderr when verbose, and ERROR always,
 //! on stderr. The flags can change at run time (a boot task may set `RC_VERBOSE`).
+//!
+//! Every line, trc's own and its tasks', is written by the [`writer`]'s threads, never by the
+//! supervisor's: a reader that stops reading cannot freeze trc.
 
 pub mod journal;
 pub mod notify;
 pub mod pipe;
+pub mod writer;
 
+use pipe::Output;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use tracing::field::{Field, Visit};
@@ -21,8 +25,7 @@ use tracing_subscriber::prelude::*;
 /// Runs `release` once what trc has written to its stdout so far is out (the trailing
 /// command, which writes to trc's stdout itself, execs only after its "Launching" line).
 pub fn release_after_output(release: Box<dyn FnOnce() + Send>) {
-    // Writes to the console are synchronous here: everything is out already.
-    release();
+    writer::after_written(Output::Stdout, Box::new(move || writer::after_written(Output::Stderr, release)));
 }
 
 /// Prints trc's events on the console. Cloning shares the flags.
@@ -143,6 +146,7 @@ impl<S: Subscriber> Layer<S> for Console {
         let ns = fields.ns.as_deref().unwrap_or("main");
         let pid = fields.pid.unwrap_or(self.inner.main_pid);
         let line = self.format_line(ns, pid, &fields.message);
+        let output = if level <= Level::WARN { Output::Stderr } else { Output::Stdout };
         if let Some(journal) = self.inner.journal.get() {
             let priority = match level {
                 Level::ERROR => journal::PRIORITY_ERR,
@@ -163,15 +167,10 @@ impl<S: Subscriber> Layer<S> for Console {
                 record.push(("TRC_STAGE", stage.as_bytes()));
                 record.push(("TRC_TASK_PID", pid.as_bytes()));
             }
-            if journal.send(&record).is_ok() {
-                return;
-            }
+            // On the console instead if journald turns out to be gone.
+            journal.send_or_write(&record, output, line.clone().into_bytes());
+            return;
         }
-        // A closed stdout or stderr must never stop the supervisor: write errors are dropped.
-        let _ = if level <= Level::WARN {
-            std::io::stderr().lock().write_all(line.as_bytes())
-        } else {
-            std::io::stdout().lock().write_all(line.as_bytes())
-        };
+        writer::write(output, line.into_bytes());
     }
 }

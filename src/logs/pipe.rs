@@ -4,16 +4,20 @@
 //! holding a write end itself, it never sees end-of-file, so a restart of the task or a helper
 //! closing its end never ends the stream.
 //!
-//! Lines are written as `name: line`, each read's complete lines with one write, so lines of two
-//! tasks never mix. A partial line waits for its end; it is flushed when its task exits, and
-//! after [`IDLE_FLUSH`] without more data (so a prompt without a newline still shows). A line
-//! longer than [`MAX_LINE`] bytes is split into pieces of that size. Bytes that are not UTF-8
-//! pass through unchanged. With `log-prefix: no` the bytes are copied as they come.
+//! Lines are written as `name: line`; the complete lines of each read are queued as one buffer
+//! on the writer's lane ([`super::writer`]), whose thread writes whole buffers, so lines of two
+//! tasks never mix and a reader that stalls never stalls trc. While the lane is full the pump
+//! stops reading its pipe, and the task feels the backpressure in its own writes. A partial
+//! line waits for its end; it is flushed when its task exits, and after [`IDLE_FLUSH`] without
+//! more data (so a prompt without a newline still shows). A line longer than [`MAX_LINE`] bytes
+//! is split into pieces of that size. Bytes that are not UTF-8 pass through unchanged. With
+//! `log-prefix: no` the bytes are copied as they come.
 
 use super::journal::{split_priority, Journal, PRIORITY_INFO};
+use super::writer::{self, Item, Lane};
 use crate::control::ring::LogRing;
 use std::cell::{Cell, RefCell};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -36,14 +40,6 @@ pub enum Output {
 }
 
 impl Output {
-    fn write_all(self, bytes: &[u8]) {
-        // A closed or broken output must not stop the supervisor: errors are dropped.
-        let _ = match self {
-            Output::Stdout => io::stdout().lock().write_all(bytes),
-            Output::Stderr => io::stderr().lock().write_all(bytes),
-        };
-    }
-
     fn is_terminal(self) -> bool {
         use std::io::IsTerminal;
         match self {
@@ -165,6 +161,14 @@ pub struct LineSink {
 }
 
 impl LineSink {
+    /// The queue this sink's lines go through.
+    fn lane(&self) -> &Lane {
+        match &self.journal {
+            Some(journal) => journal.lane(),
+            None => writer::console(self.output),
+        }
+    }
+
     fn stream_name(&self) -> &'static str {
         match self.output {
             Output::Stdout => "stdout",
@@ -203,7 +207,7 @@ impl LineSink {
         }
         message.extend_from_slice(text);
         let pid = self.pid.get().to_string();
-        let _ = journal.send(&[
+        journal.send(&[
             ("MESSAGE", &message),
             ("PRIORITY", &[b'0' + priority]),
             ("SYSLOG_IDENTIFIER", b"trc"),
@@ -252,56 +256,63 @@ impl LogStream {
         Ok(std::fs::OpenOptions::new().write(true).open(&self.path)?.into())
     }
 
-    /// Reads what is in the pipe now, without waiting, and writes its complete lines.
-    /// Returns how many bytes were read.
+    /// Reads what is in the pipe now, without waiting, until it is empty or `until` says
+    /// stop, and queues its complete lines.
     ///
     /// This reads the fd itself (it is non-blocking) rather than through tokio's `try_read`,
     /// which trusts the reactor's cached readiness and would read nothing when the reactor has
     /// not polled since the data came: the drain at a task's exit must see every byte.
-    pub fn read_available(&self) -> usize {
-        // One read buffer and one output buffer for all streams (trc reads on one thread),
-        // kept between calls: a fresh 64 KiB each time cost page faults on every task exit.
+    fn read_available(&self, until: Until) -> Reading {
+        // One read buffer for all streams (trc reads on one thread), kept between calls: a
+        // fresh 64 KiB each time cost page faults on every task exit.
         thread_local! {
-            static BUFFERS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+            static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
-        let (mut buf, mut out) = BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        let mut buf = BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
         buf.resize(READ_SIZE, 0);
-        out.clear();
-        let total = self.read_into(&mut buf, &mut out);
-        BUFFERS.with(|b| *b.borrow_mut() = (buf, out));
-        total
+        let reading = self.read_into(&mut buf, until);
+        BUFFER.with(|b| *b.borrow_mut() = buf);
+        reading
     }
 
-    fn read_into(&self, buf: &mut [u8], out: &mut Vec<u8>) -> usize {
-        let mut total = 0;
+    fn read_into(&self, buf: &mut [u8], until: Until) -> Reading {
+        let lane = self.sink.lane();
+        let mut out = Queued::new(lane);
+        let mut reading = Reading { bytes: 0, emptied: false };
         loop {
-            match nix::unistd::read(self.rx.as_fd(), buf).map_err(io::Error::from) {
-                Ok(0) => break,
+            let want = match until {
+                Until::Full if !lane.has_room() => break,
+                Until::Full => buf.len(),
+                Until::Read(limit) if reading.bytes >= limit => break,
+                Until::Read(limit) => buf.len().min(limit - reading.bytes),
+            };
+            match nix::unistd::read(self.rx.as_fd(), &mut buf[..want]).map_err(io::Error::from) {
+                // Never at end-of-file (trc holds a write end): only an empty read buffer.
+                Ok(0) => {
+                    reading.emptied = true;
+                    break;
+                }
                 Ok(n) => {
-                    total += n;
-                    self.take(&buf[..n], out);
-                    if out.len() >= READ_SIZE {
-                        self.sink.output.write_all(out);
-                        out.clear();
+                    reading.bytes += n;
+                    self.take(&buf[..n], &mut out);
+                    if out.data.len() >= READ_SIZE {
+                        out.push(self.sink.output, lane);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+                Err(_) => {
+                    // EAGAIN: the pipe is empty (any other error ends this read the same way).
+                    reading.emptied = true;
+                    break;
+                }
             }
         }
-        if !out.is_empty() {
-            self.sink.output.write_all(out);
-            out.clear();
-        }
-        // A burst must not pin a large output buffer for good.
-        if out.capacity() > 4 * READ_SIZE {
-            *out = Vec::new();
-        }
-        total
+        out.finish(self.sink.output, lane);
+        reading
     }
 
-    /// Frames `data`: console lines are appended to `out`, journal lines are sent.
-    fn take(&self, data: &[u8], out: &mut Vec<u8>) {
+    /// Frames `data`: console lines are added to `out`, journal records are queued.
+    fn take(&self, data: &[u8], out: &mut Queued) {
         let sink = &self.sink;
         let mut splitter = self.splitter.borrow_mut();
         match &sink.journal {
@@ -310,7 +321,8 @@ impl LogStream {
                 sink.journal_line(journal, line)
             }),
             None if sink.raw => {
-                out.extend_from_slice(data);
+                out.data.extend_from_slice(data);
+                out.lines += data.iter().filter(|&&b| b == b'\n').count();
                 // Framed only for the ring: the console gets the bytes as they are.
                 if sink.ring.is_some() {
                     splitter.feed(data, &mut |line| sink.keep(line));
@@ -318,21 +330,35 @@ impl LogStream {
             }
             None => splitter.feed(data, &mut |line| {
                 sink.keep(line);
-                sink.console_line(line, out)
+                sink.console_line(line, &mut out.data);
+                out.lines += 1;
             }),
         }
     }
 
-    /// Reads everything the pipe holds and writes a waiting partial line too: called when the
-    /// task has exited, before its exit is reported.
+    /// Queues everything the pipe holds now and a waiting partial line too: called when the
+    /// task has exited, before its exit is reported. Never waits: the lines go in even when the
+    /// lane is full. That is at most one pipe's capacity (64 KiB unless the task enlarged its
+    /// pipe, up to `/proc/sys/fs/pipe-max-size`, 1 MiB by default) plus a partial line of up to
+    /// [`MAX_LINE`] bytes, each line growing by its prefix: data that helpers of the task go on
+    /// writing meanwhile is read by the pump later, not here.
     pub fn drain(&self) {
-        self.read_available();
+        self.read_available(Until::Read(self.pipe_capacity()));
         self.flush_partial();
+    }
+
+    /// How many bytes the pipe holds when it is full.
+    fn pipe_capacity(&self) -> usize {
+        nix::fcntl::fcntl(self.rx.as_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(READ_SIZE)
     }
 
     fn flush_partial(&self) {
         let sink = &self.sink;
-        let mut out = Vec::new();
+        let lane = sink.lane();
+        let mut out = Queued::new(lane);
         let mut splitter = self.splitter.borrow_mut();
         match &sink.journal {
             Some(journal) => splitter.flush(&mut |line| {
@@ -342,18 +368,20 @@ impl LogStream {
             None if sink.raw => splitter.flush(&mut |line| sink.keep(line)),
             None => splitter.flush(&mut |line| {
                 sink.keep(line);
-                sink.console_line(line, &mut out)
+                sink.console_line(line, &mut out.data);
+                out.lines += 1;
             }),
         }
         drop(splitter);
-        if !out.is_empty() {
-            sink.output.write_all(&out);
-        }
+        out.finish(sink.output, lane);
     }
 
     /// Copies lines from the pipe as they come, until trc ends. Runs as a local task.
     pub async fn pump(self: Rc<LogStream>) {
+        let lane = self.sink.lane();
         loop {
+            // Backpressure: the pipe is left alone while the writer is behind.
+            lane.room().await;
             let waiting = self.splitter.borrow().has_partial();
             if waiting {
                 tokio::select! {
@@ -363,7 +391,8 @@ impl LogStream {
                     () = tokio::time::sleep(IDLE_FLUSH) => {
                         // The rest of the line may have come while trc was busy elsewhere (the
                         // reactor has not looked yet): a line is cut only after a real pause.
-                        if self.read_available() == 0 {
+                        let reading = self.read_available(Until::Full);
+                        if reading.bytes == 0 && reading.emptied {
                             self.flush_partial();
                         }
                         continue;
@@ -372,11 +401,57 @@ impl LogStream {
             } else if self.rx.readable().await.is_err() {
                 return;
             }
-            // Read until EAGAIN, then report WouldBlock so that tokio clears the readiness.
-            let _ = self.rx.try_io(|| {
-                self.read_available();
-                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            // Read until EAGAIN, then report WouldBlock so that tokio clears the readiness; a
+            // read stopped by a full lane keeps it, as data is still waiting.
+            let _ = self.rx.try_io(|| match self.read_available(Until::Full) {
+                Reading { emptied: true, .. } => Err::<(), _>(io::ErrorKind::WouldBlock.into()),
+                Reading { emptied: false, .. } => Ok(()),
             });
+        }
+    }
+}
+
+/// When a read of the pipe stops, besides an empty pipe.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    /// When the lane is full (the pump).
+    Full,
+    /// After this many bytes (a drain: whatever the lane holds).
+    Read(usize),
+}
+
+/// What a read of the pipe did.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    bytes: usize,
+    /// It stopped because the pipe was empty.
+    emptied: bool,
+}
+
+/// Console bytes being framed, before they are queued on the lane.
+struct Queued {
+    data: Vec<u8>,
+    lines: usize,
+}
+
+impl Queued {
+    fn new(lane: &Lane) -> Queued {
+        Queued { data: lane.buffer(), lines: 0 }
+    }
+
+    /// Queues what has been framed so far and starts a new buffer.
+    fn push(&mut self, to: Output, lane: &Lane) {
+        let data = std::mem::replace(&mut self.data, lane.buffer());
+        lane.push(Item::Console { to, data, lines: std::mem::take(&mut self.lines) });
+    }
+
+    /// Queues what is left, or gives the buffer back.
+    fn finish(mut self, to: Output, lane: &Lane) {
+        if self.data.is_empty() {
+            lane.give_back(self.data);
+        } else {
+            let data = std::mem::take(&mut self.data);
+            lane.push(Item::Console { to, data, lines: self.lines });
         }
     }
 }

@@ -209,7 +209,8 @@ fn choose_journal(setup: &Setup) -> Option<Arc<Journal>> {
 }
 
 fn config_error(e: &dyn std::fmt::Display, status: i32) -> i32 {
-    eprintln!("trc: {e}");
+    // Through the writer, so that it comes after what trc has queued for stderr already.
+    crate::logs::writer::write(crate::logs::pipe::Output::Stderr, format!("trc: {e}\n").into_bytes());
     status
 }
 
