@@ -28,8 +28,9 @@ fn state(s: &Sandbox, task: &str) -> Value {
 
 fn wait_state(s: &Sandbox, task: &str, want: &str) -> Value {
     let mut last = Value::Null;
+    // Before its stage starts, a task is not known yet: that is "not yet" too.
     wait_until(&format!("{task} to be {want}"), || {
-        last = state(s, task);
+        last = s.status(task).unwrap_or(Value::Null);
         last["state"] == want
     });
     last
