@@ -661,3 +661,21 @@ fn stop_signal_sent_as_tasks_start_is_not_lost() {
         assert_eq!(out.code(), 0, "run {run}: {out:?}");
     }
 }
+
+/// What a task's own TERM trap starts to clean up (after the stop signal, like a program that
+/// missed it would be) is never stopped by the re-sent signal: a cleanup that takes a while
+/// completes.
+#[test]
+fn a_trap_s_cleanup_commands_are_not_stopped_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = "trap 'sleep 0.6 && touch $DIR/cleaned; exit 0' TERM; echo $$ > $DIR/task.pid; \
+                sleep 1000 & wait";
+    let running = trc(dir.path(), &["-D", task]).env("RC_STOP_TIMEOUT", "30s").spawn();
+    let pid = read_pid(dir.path(), "task.pid");
+    running.signal(libc::SIGTERM);
+    let out = running.wait();
+    assert_eq!(out.code(), 143, "{out:?}");
+    assert!(dir.path().join("cleaned").exists(), "the trap's cleanup was cut short\n{out:?}");
+    assert!(!out.stderr.contains("Terminated"), "a cleanup command was stopped\n{out:?}");
+    assert_gone(&[("the task", pid)], &out);
+}

@@ -81,6 +81,7 @@ impl Supervisor {
         self.set_up_logs(id);
         let save_to = (self.tasks[id].stage == Stage::Boot).then(|| self.boot_save_path(id));
         let spec = self.spec_for(id, save_to.as_deref());
+        self.tasks[id].runs_bash = spec.program == "bash";
         let spawned = match spawn::spawn(&spec) {
             Ok(spawned) => spawned,
             Err(e) => {

@@ -109,9 +109,18 @@ fn clock_ticks_per_second() -> u64 {
     }
 }
 
-/// The members of process group `pgid`, each with its start time in clock ticks since boot.
-/// Reads every process's `stat`: for the rare moments that need it (a task being stopped).
-pub fn group_members(pgid: Pid) -> Vec<(Pid, u64)> {
+/// A member of a process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub pid: Pid,
+    pub parent: Pid,
+    /// Its start time in clock ticks since boot.
+    pub started: u64,
+}
+
+/// The members of process group `pgid`. Reads every process's `stat`: for the rare moments
+/// that need it (a task being stopped).
+pub fn group_members(pgid: Pid) -> Vec<Member> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -122,9 +131,11 @@ pub fn group_members(pgid: Pid) -> Vec<(Pid, u64)> {
             let (_, rest) = stat.rsplit_once(')')?;
             let fields: Vec<&str> = rest.split_whitespace().collect();
             // After the name: state (field 3), ppid, pgrp (5), ..., starttime (22).
+            let parent: i32 = fields.get(1)?.parse().ok()?;
             let pgrp: i32 = fields.get(2)?.parse().ok()?;
             let started: u64 = fields.get(19)?.parse().ok()?;
-            (pgrp == pgid.as_raw() && fields[0] != "Z").then_some((Pid::from_raw(pid), started))
+            let member = Member { pid: Pid::from_raw(pid), parent: Pid::from_raw(parent), started };
+            (pgrp == pgid.as_raw() && fields[0] != "Z").then_some(member)
         })
         .collect()
 }
@@ -168,11 +179,10 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(members.len(), 1, "{members:?}");
-        assert_eq!(members[0].0, pid);
+        assert_eq!(members[0].pid, pid);
+        assert_eq!(members[0].parent.as_raw() as u32, std::process::id());
         // Ticks are coarse (10 ms): the start time falls within one tick of the window.
-        assert!(
-            members[0].1 + 1 >= before && members[0].1 <= after + 1,
-            "{before} <= {members:?} <= {after}"
-        );
+        let started = members[0].started;
+        assert!(started + 1 >= before && started <= after + 1, "{before} <= {members:?} <= {after}");
     }
 }

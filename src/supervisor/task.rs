@@ -42,6 +42,8 @@ pub struct Task {
     pub since: Option<Instant>,
     /// How its current process's exec went (read once it has been reaped).
     pub exec_report: Option<ExecReport>,
+    /// Its current process is trc's bash running a shell task.
+    pub runs_bash: bool,
 }
 
 impl Task {
@@ -62,6 +64,7 @@ impl Task {
             last_pid: None,
             since: None,
             exec_report: None,
+            runs_bash: false,
         }
     }
 

@@ -7,14 +7,19 @@
 //!   (the machine's `Stopping` deadline);
 //! - a stop signal can be lost on its way: a shell that traps it (a task's own `trap`, or
 //!   bash itself when the task has an EXIT trap) and is between `fork` and `wait`, or about to
-//!   `exec`, takes it in its handler and then waits for a child that never got it, or execs a
-//!   program that never sees it. So 50 ms, 250 ms, 1 s and 3 s after the signal, trc sends it
-//!   again to the members of the group that cannot have received it: those started after it
-//!   (their start time, in clock ticks, is not before the tick the signal went out in; one
-//!   started in that same 10 ms tick gets it twice), and the leader if it has exec'd another
-//!   program since. Nothing else gets it twice. When the leader exits first (its trap ran and
-//!   it left the program it had just forked behind), the same goes on for its lingering group:
-//!   at once, then on the same schedule from the leader's exit;
+//!   `exec`, takes it in its handler and then waits for a child that never got it (and does
+//!   not run its trap until that child ends), or execs a program that never sees it. So 50 ms,
+//!   250 ms, 1 s and 3 s after the signal, while the leader lives, trc sends it again to the
+//!   leader alone, when the leader is the bash of a shell task (a second TERM wakes a bash
+//!   stuck in `wait` to run its trap; one already running its EXIT trap ignores it; a task's
+//!   own TERM trap that does not `exit` runs again) or when it has exec'd another program
+//!   since (the signal was forgotten at `exec`). No other process of the group gets it twice
+//!   while the leader lives: the commands a trap runs to clean up start after the signal too,
+//!   and must not be stopped. Once the leader has exited (its trap ran, and left behind the
+//!   program it had forked in that window), its lingering group's members that started after
+//!   the signal (their start time in clock ticks is not before the tick it went out in) and
+//!   whose parent is gone (they are trc's now) get it: at once, then on the same schedule.
+//!   They are what the sweep would stop anyway, only sooner;
 //! - a group whose leader has exited is kept ("lingering") while it has members and forgotten
 //!   as soon as it is empty, so that trc never signals a number the kernel may have reused;
 //!   one that was being stopped is killed at its task's deadline, the others are stopped with
@@ -72,8 +77,10 @@ impl Lingering {
     /// The stop signal to the members started since it went out, and the next check.
     fn resend(&mut self, now: Instant) {
         let Some(mark) = self.mark else { return };
-        for (member, started) in reap::group_members(self.pgid) {
-            if started >= mark {
+        let trc = nix::unistd::getpid();
+        for member in reap::group_members(self.pgid) {
+            if member.started >= mark && member.parent == trc {
+                let member = member.pid;
                 debug!(
                     "sending SIG{} again to <pid={member}>: it missed it",
                     super::signals::name(self.stop_signal as i32)
@@ -93,6 +100,8 @@ pub struct StopMark {
     pub ticks: u64,
     /// The leader's program then.
     leader_exe: Option<(u64, u64)>,
+    /// The leader is the bash of a shell task.
+    shell: bool,
     pub deadline: Instant,
 }
 
@@ -138,28 +147,18 @@ impl Supervisor {
         let ticks = reap::boot_ticks();
         reap::signal_group(pid, task.settings().stop_signal);
         let deadline = Instant::now() + task.settings().stop_timeout;
-        self.stop_marks.insert(id, StopMark { ticks, leader_exe, deadline });
+        self.stop_marks.insert(id, StopMark { ticks, leader_exe, shell: task.runs_bash, deadline });
     }
 
-    /// The machine's `Resend`: the stop signal to the members of the group that missed it.
+    /// The machine's `Resend`: the stop signal again to a leader that may have lost it.
     pub(super) fn resend_stop_signal(&mut self, id: TaskId) {
         let (Some(pid), Some(mark)) = (self.tasks[id].pid(), self.stop_marks.get(&id)) else { return };
-        let signal = self.tasks[id].settings().stop_signal;
-        let mut missed: Vec<Pid> = reap::group_members(pid)
-            .into_iter()
-            .filter(|&(_, started)| started >= mark.ticks)
-            .map(|(member, _)| member)
-            .collect();
-        if !missed.contains(&pid) && mark.leader_exe.is_some() && exe_identity(pid) != mark.leader_exe {
-            missed.push(pid);
-        }
-        for member in missed {
-            debug!(
-                "sending SIG{} again to <pid={member}> of {}: it missed it",
-                super::signals::name(signal as i32),
-                self.tasks[id].label
-            );
-            let _ = nix::sys::signal::kill(member, signal);
+        let exec_since = mark.leader_exe.is_some() && exe_identity(pid) != mark.leader_exe;
+        if mark.shell || exec_since {
+            let signal = self.tasks[id].settings().stop_signal;
+            let name = super::signals::name(signal as i32);
+            debug!("sending SIG{name} again to <pid={pid}> of {}: it may have lost it", self.tasks[id].label);
+            let _ = nix::sys::signal::kill(pid, signal);
         }
     }
 
