@@ -17,3 +17,11 @@ pub mod supervisor;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit status for configuration errors (`EX_CONFIG` from sysexits.h).
 pub const EXIT_CONFIG: i32 = 78;
+
+/// Tests of this crate that fork, and those that a forked child would disturb (an OFD lock
+/// stays held while a child between `fork` and `exec` holds a copy of its fd), take this lock.
+#[cfg(test)]
+pub(crate) fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
+    static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    FORKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

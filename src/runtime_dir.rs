@@ -238,6 +238,7 @@ mod tests {
 
     #[test]
     fn names() {
+        let _forks = crate::fork_lock();
         assert_eq!(default_name(Path::new("/")), "root");
         assert_eq!(default_name(Path::new("/nonexistent/my app")), "my_app");
         assert_eq!(default_name(Path::new("/nonexistent/.hidden")), "hidden");
@@ -251,6 +252,7 @@ mod tests {
     /// its name is taken: the probe takes no lock.
     #[test]
     fn probing_does_not_take_the_name() {
+        let _forks = crate::fork_lock();
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("app");
         std::fs::create_dir(&dir).unwrap();
@@ -276,6 +278,7 @@ mod tests {
 
     #[test]
     fn a_held_name_is_skipped_and_a_stale_one_reused() {
+        let _forks = crate::fork_lock();
         let xdg = tempfile::tempdir().unwrap();
         std::env::set_var("XDG_RUNTIME_DIR", xdg.path());
         let mut first = RuntimeDir::create(None, "app").unwrap();

@@ -157,6 +157,7 @@ mod tests {
 
     #[test]
     fn children_are_listed_and_none_is_cheap() {
+        let _forks = crate::fork_lock();
         // (Other tests of this binary may have children of their own: only ours are checked.)
         let mut child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
         let pid = Pid::from_raw(child.id() as i32);
@@ -170,6 +171,7 @@ mod tests {
 
     #[test]
     fn group_members_have_start_times_from_the_same_clock() {
+        let _forks = crate::fork_lock();
         use std::os::unix::process::CommandExt;
         let before = boot_ticks();
         let mut child = std::process::Command::new("sleep").arg("100").process_group(0).spawn().unwrap();

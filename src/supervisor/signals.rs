@@ -226,6 +226,7 @@ mod tests {
 
     #[test]
     fn groups_are_tracked_until_their_leader_is_reaped() {
+        let _forks = crate::fork_lock();
         let tracked = |g: i32| GROUPS.iter().any(|slot| slot.load(Ordering::SeqCst) == g);
         track_group(999_991);
         track_group(999_992);
@@ -242,6 +243,7 @@ mod tests {
     /// SIGKILLs the tracked task group and the child dies of SIGSEGV.
     #[test]
     fn a_real_fault_kills_every_task_group_and_then_trc() {
+        let _forks = crate::fork_lock();
         let mut task = std::process::Command::new("sleep").arg("100").process_group(0).spawn().unwrap();
         let pgid = task.id() as i32;
         let devnull = std::fs::File::open("/dev/null").unwrap();

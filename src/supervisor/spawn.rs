@@ -418,6 +418,7 @@ mod tests {
 
     #[test]
     fn a_failed_exec_is_reported_with_its_errno_and_status() {
+        let _forks = crate::fork_lock();
         for (program, errno, status) in
             [("/nonexistent/trc-test", libc::ENOENT, 127), ("/", libc::EACCES, 126)]
         {
@@ -435,6 +436,7 @@ mod tests {
 
     #[test]
     fn without_hold_the_child_runs_at_once() {
+        let _forks = crate::fork_lock();
         let mut spec = spec("sh", &["-c", "echo ran; exit 7"]);
         let mut out = stdout_pipe(&mut spec);
         let spawned = spawn(&spec).unwrap();
@@ -448,6 +450,7 @@ mod tests {
 
     #[test]
     fn a_held_child_runs_only_once_released() {
+        let _forks = crate::fork_lock();
         let mut spec = spec("sh", &["-c", "echo ran"]);
         spec.hold = true;
         let mut out = stdout_pipe(&mut spec);
@@ -471,6 +474,7 @@ mod tests {
 
     #[test]
     fn a_held_child_whose_go_is_dropped_exits_127_without_running() {
+        let _forks = crate::fork_lock();
         let mut spec = spec("sh", &["-c", "echo ran"]);
         spec.hold = true;
         let mut out = stdout_pipe(&mut spec);
@@ -499,6 +503,7 @@ mod tests {
 
     #[test]
     fn a_signal_sent_to_the_child_right_after_the_fork_never_runs_a_handler_of_the_parent() {
+        let _forks = crate::fork_lock();
         let (read, write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).unwrap();
         USR1_PIPE.store(std::os::fd::IntoRawFd::into_raw_fd(write), Ordering::SeqCst);
@@ -540,6 +545,7 @@ mod tests {
     #[test]
     #[ignore]
     fn spawn_benchmark() {
+        let _forks = crate::fork_lock();
         for hold in [false, true] {
             let mut spec = spec("/bin/true", &[]);
             spec.hold = hold;
