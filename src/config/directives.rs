@@ -211,21 +211,46 @@ pub fn parse_header(text: &str, defaults: TaskSettings) -> Result<TaskSettings, 
     apply(defaults, &header_directives(text)?)
 }
 
+/// A header block must start on one of the file's first `HEADER_START_LINES` lines (room for a
+/// `#!` line, a licence or a few comments before it).
+pub const HEADER_START_LINES: usize = 20;
+/// A header block is at most `HEADER_MAX_LINES` lines long, its BEGIN and END lines included.
+pub const HEADER_MAX_LINES: usize = 200;
+
 /// The directives of the header block, in order (none without a block). Only the form is
-/// checked here; the values are checked by [`apply`].
+/// checked here; the values are checked by [`apply`]. The block must start within the first
+/// [`HEADER_START_LINES`] lines and end within [`HEADER_MAX_LINES`]; a `BEGIN TRC` line anywhere
+/// else in the file (past the bound, or a second block) is an error, never ignored.
 pub fn header_directives(text: &str) -> Result<Vec<Directive>, DirectiveError> {
-    let mut directives = Vec::new();
     let mut lines = text.lines().enumerate();
-    let Some((begin, marker)) =
-        lines.by_ref().find_map(|(n, line)| block_marker(line, "BEGIN TRC").map(|m| (n, m)))
-    else {
+    let mut directives = Vec::new();
+    let first = lines.by_ref().find_map(|(n, line)| block_marker(line, "BEGIN TRC").map(|m| (n, m)));
+    let Some((begin, marker)) = first else {
         return Ok(directives);
     };
+    if begin >= HEADER_START_LINES {
+        return Err(DirectiveError {
+            line: begin + 1,
+            problem: format!(
+                "\"{marker} BEGIN TRC\" past line {HEADER_START_LINES}: a header block must start within the first {HEADER_START_LINES} lines of the file"
+            ),
+        });
+    }
     let comment = marker.chars().next().unwrap_or('#');
-    for (n, line) in lines {
+    let mut ended = false;
+    for (n, line) in lines.by_ref() {
         let err = |problem: String| DirectiveError { line: n + 1, problem };
+        if n - begin >= HEADER_MAX_LINES {
+            return Err(DirectiveError {
+                line: begin + 1,
+                problem: format!(
+                    "the TRC block has no \"{marker} END TRC\" line within {HEADER_MAX_LINES} lines (a header block is at most {HEADER_MAX_LINES} lines long)"
+                ),
+            });
+        }
         if block_marker(line, "END TRC").is_some() {
-            return Ok(directives);
+            ended = true;
+            break;
         }
         let body = line.trim_start();
         let Some(body) = body.strip_prefix(comment) else {
@@ -247,10 +272,22 @@ pub fn header_directives(text: &str) -> Result<Vec<Directive>, DirectiveError> {
             value: value.trim().to_owned(),
         });
     }
-    Err(DirectiveError {
-        line: begin + 1,
-        problem: format!("the TRC block has no \"{marker} END TRC\" line"),
-    })
+    if !ended {
+        return Err(DirectiveError {
+            line: begin + 1,
+            problem: format!("the TRC block has no \"{marker} END TRC\" line"),
+        });
+    }
+    match lines.find_map(|(n, line)| block_marker(line, "BEGIN TRC").map(|m| (n, m))) {
+        Some((n, again)) => Err(DirectiveError {
+            line: n + 1,
+            problem: format!(
+                "a second \"{again} BEGIN TRC\" (the header block at line {} is the only one a file may have)",
+                begin + 1
+            ),
+        }),
+        None => Ok(directives),
+    }
 }
 
 /// The comment marker of a `### BEGIN TRC`-style line (`###`, `//`, `--`...), if it is one.
@@ -275,12 +312,12 @@ fn strip_trailing_comment<'a>(body: &'a str, marker: &str) -> &'a str {
     body
 }
 
-/// The directives in the header of the task file at `path` (its first 64 KiB).
+/// The directives in the header of the task file at `path`. The whole file is read: the block
+/// may end anywhere within its line bound, and a `BEGIN TRC` line past the bound must be seen to
+/// be refused.
 pub fn read_directives(path: &Path) -> std::io::Result<Result<Vec<Directive>, DirectiveError>> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    std::fs::File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
-    Ok(header_directives(&String::from_utf8_lossy(&head)))
+    let text = std::fs::read(path)?;
+    Ok(header_directives(&String::from_utf8_lossy(&text)))
 }
 
 /// A duration in humantime syntax (`5s`, `1m 30s`, `250ms`), or a plain number of seconds
@@ -364,6 +401,58 @@ exec my-daemon
             assert_eq!(err.line, line, "{text:?}: {err:?}");
             assert!(err.problem.contains(needle), "{text:?}: {}", err.problem);
         }
+    }
+
+    #[test]
+    fn a_header_ending_past_64_kib_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("async.web");
+        let long = format!("#!/bin/bash\n# {}\n", "x".repeat(70 * 1024));
+        let text = format!("{long}### BEGIN TRC\n# restart: always\n### END TRC\nexec sleep 1\n");
+        std::fs::write(&path, &text).unwrap();
+        let directives = read_directives(&path).unwrap().unwrap();
+        assert_eq!(directives.len(), 1);
+        assert_eq!((directives[0].line, directives[0].key.as_str()), (4, "restart"));
+        // A block of comments longer than 64 KiB, within the line bound.
+        let filler = format!("#{}\n", "#".repeat(1024)).repeat(100);
+        let text = format!("### BEGIN TRC\n{filler}# stop-signal: INT\n### END TRC\n");
+        std::fs::write(&path, &text).unwrap();
+        let s = apply(TaskSettings::default(), &read_directives(&path).unwrap().unwrap()).unwrap();
+        assert_eq!(s.stop_signal, Signal::SIGINT);
+    }
+
+    #[test]
+    fn a_block_out_of_bounds_is_an_error_never_ignored() {
+        let late = format!("{}### BEGIN TRC\n# restart: sometimes\n### END TRC\n", "echo\n".repeat(20));
+        let err = header_directives(&late).unwrap_err();
+        assert_eq!(err.line, 21, "{err:?}");
+        assert!(err.problem.contains("must start within the first 20 lines"), "{}", err.problem);
+        // Just inside the bound is fine.
+        let ok = format!("{}### BEGIN TRC\n# restart: always\n### END TRC\n", "echo\n".repeat(19));
+        assert_eq!(header_directives(&ok).unwrap().len(), 1);
+        // Past 64 KiB (once silently ignored).
+        let far = format!(
+            "# {}\n{}### BEGIN TRC\n# restart: sometimes\n### END TRC\n",
+            "x".repeat(70 * 1024),
+            "echo\n".repeat(25)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("async.web");
+        std::fs::write(&path, far).unwrap();
+        let err = read_directives(&path).unwrap().unwrap_err();
+        assert_eq!(err.line, 27, "{err:?}");
+        // A second block.
+        let two = "### BEGIN TRC\n# restart: always\n### END TRC\necho\n// BEGIN TRC\n// END TRC\n";
+        let err = header_directives(two).unwrap_err();
+        assert_eq!(err.line, 5, "{err:?}");
+        assert!(err.problem.contains("a second \"// BEGIN TRC\""), "{}", err.problem);
+        // A block longer than its bound.
+        let long = format!("### BEGIN TRC\n{}### END TRC\n", "#\n".repeat(HEADER_MAX_LINES - 1));
+        let err = header_directives(&long).unwrap_err();
+        assert_eq!(err.line, 1, "{err:?}");
+        assert!(err.problem.contains("within 200 lines"), "{}", err.problem);
+        let longest = format!("### BEGIN TRC\n{}### END TRC\n", "#\n".repeat(HEADER_MAX_LINES - 2));
+        assert!(header_directives(&longest).unwrap().is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub use directives::{
     apply, header_directives, parse_duration, parse_header, parse_signal, read_directives, Directive,
     DirectiveError, Restart, StartLimit, TaskSettings, KEYS as DIRECTIVE_KEYS,
 };
-pub use scan::{scan_work_dir, RunMode, TaskFile, TaskFiles};
+pub use scan::{escape_controls, scan_work_dir, RunMode, TaskFile, TaskFiles};
 pub use settings::{Settings, WaitPolicy};
 
 use std::fmt;
@@ -63,6 +63,9 @@ pub enum ConfigError {
     NotAFile { path: PathBuf },
     #[error("{}: empty task name (nothing after \"{stage}.\")", path.display())]
     EmptyName { path: PathBuf, stage: Stage },
+    /// `path` is shown escaped (`\n`, `\u{1b}`): the message must not break a line itself.
+    #[error("{path}: bad task name \"{name}\": {problem}")]
+    BadName { path: String, name: String, problem: &'static str },
     #[error("{}: {stage} task name \"{name}\" is already used by {}", second.display(), first.display())]
     DuplicateName { stage: Stage, name: String, first: PathBuf, second: PathBuf },
     #[error("{}: {stage} task name \"{name}\" is also the name of the command-line task {option}", path.display())]

@@ -193,6 +193,11 @@ fn inspect(
     if name.is_empty() {
         return Err(ConfigError::EmptyName { path, stage });
     }
+    let name = check_name(name).map_err(|problem| ConfigError::BadName {
+        path: escape_controls(&path.to_string_lossy()).into_owned(),
+        name: escape_controls(&name.to_string_lossy()).into_owned(),
+        problem,
+    })?;
     let mut head = [0u8; 512];
     let len = std::fs::File::open(&path)
         .and_then(|mut f| f.read(&mut head))
@@ -209,14 +214,36 @@ fn inspect(
     let directives = read_directives(&path).map_err(unreadable)?.map_err(bad)?;
     apply(*defaults, &directives).map_err(bad)?;
     let fingerprint = fingerprint(&path, run);
-    Ok(Some(TaskFile {
-        stage,
-        name: name.to_string_lossy().into_owned(),
-        path,
-        run,
-        directives,
-        fingerprint,
-    }))
+    Ok(Some(TaskFile { stage, name: name.to_owned(), path, run, directives, fingerprint }))
+}
+
+/// A task name is shown at the head of each of its output lines (`web: ...`) and in log lines:
+/// it must be UTF-8 (no two files may map to one lossy name) and hold no control character, C0
+/// (newline, tab, ESC...), DEL or C1 (U+0080..U+009F, which some terminals take as ESC
+/// sequences), which would break the line framing or let a task pass for another.
+fn check_name(name: &OsStr) -> Result<&str, &'static str> {
+    let name = name.to_str().ok_or("not valid UTF-8 (a task name must be UTF-8 text)")?;
+    if name.chars().any(char::is_control) {
+        return Err("control characters (newline, tab, ESC, any of U+0000..U+001F, DEL, U+0080..U+009F) are not allowed in task names");
+    }
+    Ok(name)
+}
+
+/// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`), for messages and
+/// prefixes that must stay on one line and not drive the terminal.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 /// A hash of a file's content and of how it runs.
@@ -356,6 +383,34 @@ mod tests {
         touch(&dir.path().join("trc.d/async.web"), body, 0o644);
         let err = scan_work_dir(dir.path(), &TaskSettings::default()).unwrap_err().to_string();
         assert!(err.contains("trc.d/async.web:4: \"later\" is not a duration"), "{err}");
+    }
+
+    #[test]
+    fn control_characters_in_names_are_refused() {
+        for (file, shown) in [
+            ("async.x\nweb", "async.x\\nweb"),
+            ("async.x\tweb", "async.x\\tweb"),
+            ("async.x\x1b[31mweb", "async.x\\u{1b}[31mweb"),
+            ("async.x\x7f", "async.x\\u{7f}"),
+            ("async.x\u{9b}1m", "async.x\\u{9b}1m"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            touch(&dir.path().join("trc.d").join(file), "true\n", 0o644);
+            let err = scan_work_dir(dir.path(), &TaskSettings::default()).unwrap_err().to_string();
+            assert!(err.contains(&format!("trc.d/{shown}: bad task name")), "{err}");
+            assert!(err.contains("control characters"), "{err}");
+            assert!(!err.chars().any(char::is_control), "{err:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = OsStr::from_bytes(b"async.caf\xe9");
+        touch(&dir.path().join("trc.d").join(file), "true\n", 0o644);
+        let err = scan_work_dir(dir.path(), &TaskSettings::default()).unwrap_err().to_string();
+        assert!(err.contains("not valid UTF-8"), "{err}");
+        // Other Unicode is fine.
+        let dir = tempfile::tempdir().unwrap();
+        touch(&dir.path().join("trc.d/async.café-☕"), "true\n", 0o644);
+        let files = scan_work_dir(dir.path(), &TaskSettings::default()).unwrap();
+        assert_eq!(names(&files.async_), ["café-☕"]);
     }
 
     #[test]

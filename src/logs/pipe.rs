@@ -133,8 +133,11 @@ fn memchr_newline(data: &[u8]) -> Option<usize> {
     data.iter().position(|&b| b == b'\n')
 }
 
-/// The prefix `name: `, coloured when `colour` (a stable colour per name).
+/// The prefix `name: `, coloured when `colour` (a stable colour per name). Control characters
+/// in the name are escaped (`\n`, `\u{1b}`): the scan refuses such names, and a prefix must
+/// never break the line framing or let one task pass for another whatever it is given.
 pub fn prefix_for(name: &str, colour: bool) -> Vec<u8> {
+    let name = crate::config::escape_controls(name);
     if !colour {
         return format!("{name}: ").into_bytes();
     }
@@ -519,6 +522,10 @@ mod tests {
     #[test]
     fn colours_are_stable_and_optional() {
         assert_eq!(prefix_for("web", false), b"web: ");
+        assert_eq!(prefix_for("x\nweb", false), b"x\\nweb: ");
+        assert_eq!(prefix_for("a\tb\x1b[2J\u{9b}", false), b"a\\tb\\u{1b}[2J\\u{9b}: ".to_vec());
+        let c = prefix_for("x\nweb", true);
+        assert!(!c.contains(&b'\n') && c.ends_with(b"x\\nweb\x1b[0m: "), "{c:?}");
         let c = prefix_for("web", true);
         assert!(c.starts_with(b"\x1b[") && c.ends_with(b"web\x1b[0m: "));
         assert_eq!(c, prefix_for("web", true));
