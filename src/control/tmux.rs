@@ -199,13 +199,21 @@ impl Tmux {
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| failed(&e))
     }
 
+    /// The registry, every name in it checked as `ensure` checks it: a hand-edited name such
+    /// as `../x` would otherwise put a log file outside `tmux-logs/`.
     pub fn load(&self) -> Result<Registry> {
-        match fs::read(&self.registry) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| ManagerError::Refused(format!("registry {}: {e}", self.registry.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::new()),
-            Err(e) => Err(ManagerError::Refused(format!("registry {}: {e}", self.registry.display()))),
+        let refused = |e: &dyn std::fmt::Display| {
+            ManagerError::Refused(format!("registry {}: {e}", self.registry.display()))
+        };
+        let registry: Registry = match fs::read(&self.registry) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| refused(&e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Registry::new()),
+            Err(e) => return Err(refused(&e)),
+        };
+        for name in registry.keys() {
+            check_task_name(name).map_err(|e| refused(&e))?;
         }
+        Ok(registry)
     }
 
     fn save(&self, registry: &Registry) -> Result<()> {
@@ -302,7 +310,7 @@ impl Tmux {
                 run_tool(&mut new)?.trim().to_owned()
             }
         };
-        let pipe = format!("exec cat >> {}", quote(&log.to_string_lossy())?);
+        let pipe = pipe_command(&log)?;
         let tag = entry.tag();
         let set = |option: &str, value: &str| {
             ["set-option", "-w", "-t", &pane_id, option, value, ";"].map(str::to_owned).to_vec()
@@ -554,6 +562,16 @@ impl Manager for Tmux {
     }
 }
 
+/// The shell command `pipe-pane` runs to append the pane's output to `log`. tmux expands
+/// formats (`#{...}`, `#(...)`, `#S`...) in it, so every `#` of the path is doubled (`##` is a
+/// literal `#`).
+fn pipe_command(log: &Path) -> Result<String> {
+    let path = shlex::try_quote(&log.to_string_lossy())
+        .map(|q| q.into_owned())
+        .map_err(|_| ManagerError::Refused(format!("cannot quote {} for the shell", log.display())))?;
+    Ok(format!("exec cat >> {}", path.replace('#', "##")))
+}
+
 fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
 }
@@ -584,6 +602,33 @@ mod tests {
         assert_eq!((alive.dead, alive.last_status, alive.dead_time), (false, None, None));
         // Windows that are not services have no tag.
         assert!(Pane::parse("\t@0\t%0\t1\t0\t\t\t\t").is_none());
+    }
+
+    #[test]
+    fn registry_names_are_checked_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmux = Tmux::new("test".into(), dir.path().join("registry.json"));
+        fs::write(tmux.registry_path(), r#"{"web":{"command":["sleep","9"]}}"#).unwrap();
+        assert_eq!(tmux.load().unwrap().keys().collect::<Vec<_>>(), ["web"]);
+        for bad in ["../../escape", "/etc/x", "a\nb", "#{pane_pid}", ""] {
+            let text = serde_json::to_string(&Registry::from([(
+                bad.to_owned(),
+                Entry { command: vec!["true".into()], cwd: None, env: BTreeMap::new() },
+            )]))
+            .unwrap();
+            fs::write(tmux.registry_path(), text).unwrap();
+            let err = tmux.load().unwrap_err().to_string();
+            assert!(err.contains("registry.json: bad task name"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn pipe_pane_commands_escape_formats() {
+        assert_eq!(pipe_command(Path::new("/var/log/web.log")).unwrap(), "exec cat >> /var/log/web.log");
+        assert_eq!(
+            pipe_command(Path::new("/home/a#{pane_pid}#(id)/x.log")).unwrap(),
+            "exec cat >> '/home/a##{pane_pid}##(id)/x.log'"
+        );
     }
 
     #[test]

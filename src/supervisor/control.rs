@@ -22,7 +22,9 @@ use super::group::Phase;
 use super::machine::{Input, State, Wanted};
 use super::task::{Source, TaskId};
 use super::Supervisor;
-use crate::config::{parse_signal, Stage, TaskFile, TaskFiles};
+use crate::config::{
+    apply, escape_controls, header_directives, parse_signal, Stage, TaskFile, TaskFiles, TaskSettings,
+};
 use crate::control::manager::{check_task_name, shell_body, EnsureSpec, Ensured};
 use crate::control::protocol::{Command, InstanceInfo, ReloadReport, Reply, TaskInfo, DEFAULT_LOG_LINES};
 use crate::control::server::{Answer, Call};
@@ -507,15 +509,26 @@ impl Supervisor {
     }
 }
 
-/// What identifies a version of a task file: its content and how it runs.
 /// The text of `trc.d/async.NAME` for `ensure`: the directives as a header block, then a
-/// shell fragment that execs the command.
-pub fn task_file_text(spec: &EnsureSpec) -> Result<String, String> {
+/// shell fragment that execs the command. Everything is checked before a byte is written: the
+/// name, every key (known) and value (valid on top of `defaults`, no control characters, read
+/// back unchanged), and the whole text is parsed by the scan's own header parser, so a file that
+/// `ensure` writes can never fail the next scan.
+pub fn task_file_text(spec: &EnsureSpec, defaults: &TaskSettings) -> Result<String, String> {
+    check_task_name(&spec.name).map_err(|e| e.to_string())?;
     let mut text = String::new();
+    for (key, value) in &spec.directives {
+        if let Some(c) = key.chars().chain(value.chars()).find(|c| c.is_control()) {
+            return Err(format!(
+                "{}: {value:?} has a control character ({c:?}); directive keys and values are one line of text",
+                escape_controls(key)
+            ));
+        }
+    }
     let directives: BTreeMap<&str, &str> =
-        spec.directives.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        spec.directives.iter().map(|(k, v)| (k.as_str(), v.trim())).collect();
     if !directives.is_empty() {
-        let mut check = crate::config::TaskSettings::default();
+        let mut check = TaskSettings::default();
         text.push_str("### BEGIN TRC\n");
         for (key, value) in &directives {
             check.set(key, value).map_err(|e| format!("{key}: {e}"))?;
@@ -528,6 +541,20 @@ pub fn task_file_text(spec: &EnsureSpec) -> Result<String, String> {
         spec.name
     ));
     text.push_str(&shell_body(spec).map_err(|e| e.to_string())?);
+    // Read it back as the scan will.
+    let file = format!("async.{}", spec.name);
+    let bad = |e: crate::config::DirectiveError| {
+        format!("the file would not be valid ({file}:{}: {})", e.line, e.problem)
+    };
+    let read = header_directives(&text).map_err(bad)?;
+    apply(*defaults, &read).map_err(bad)?;
+    let read: Vec<(&str, &str)> = read.iter().map(|d| (d.key.as_str(), d.value.as_str())).collect();
+    let asked: Vec<(&str, &str)> = directives.into_iter().collect();
+    if read != asked {
+        return Err(format!(
+            "the directives would be read back as {read:?}, not {asked:?} (a value may not hold \" #\", which starts a comment)"
+        ));
+    }
     Ok(text)
 }
 
@@ -543,12 +570,43 @@ mod tests {
             directives: vec![("restart".into(), "always".into())],
             ..EnsureSpec::default()
         };
-        let text = task_file_text(&spec).unwrap();
+        let defaults = TaskSettings::default();
+        let text = task_file_text(&spec, &defaults).unwrap();
         assert!(text.starts_with("### BEGIN TRC\n# restart: always\n### END TRC\n"), "{text}");
         assert!(text.ends_with("exec sleep 100\n"), "{text}");
         let bad = EnsureSpec { directives: vec![("restart".into(), "sometimes".into())], ..spec.clone() };
-        assert!(task_file_text(&bad).unwrap_err().starts_with("restart: "));
+        assert!(task_file_text(&bad, &defaults).unwrap_err().starts_with("restart: "));
         let unknown = EnsureSpec { directives: vec![("colour".into(), "red".into())], ..spec };
-        assert!(task_file_text(&unknown).is_err());
+        assert!(task_file_text(&unknown, &defaults).is_err());
+    }
+
+    #[test]
+    fn ensure_files_that_would_not_scan_are_refused() {
+        let defaults = TaskSettings::default();
+        let spec = |directives: &[(&str, &str)], command: &[&str]| EnsureSpec {
+            name: "x".into(),
+            command: command.iter().map(|w| w.to_string()).collect(),
+            directives: directives.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..EnsureSpec::default()
+        };
+        let sleep = ["sleep", "1"];
+        let cases: [(EnsureSpec, &str); 7] = [
+            (spec(&[("restart", "\nalways")], &sleep), "control character"),
+            (spec(&[("restart", "always\n# stop-signal: KILL")], &sleep), "control character"),
+            (spec(&[("stop-signal", "TERM\x1b")], &sleep), "control character"),
+            (spec(&[("restart\t", "always")], &sleep), "control character"),
+            (spec(&[("restart-delay", "1m")], &sleep), "shorter than restart-delay"),
+            (spec(&[("log-prefix", "yes #x")], &sleep), "log-prefix"),
+            (spec(&[], &["echo", "\n### BEGIN TRC\n"]), "would not be valid"),
+        ];
+        for (spec, needle) in cases {
+            let err = task_file_text(&spec, &defaults).unwrap_err();
+            assert!(err.contains(needle), "{:?}: {err}", spec.directives);
+        }
+        // The group's defaults count: a long restart-max-delay lets restart-delay be long.
+        let long = TaskSettings { restart_max_delay: std::time::Duration::from_secs(600), ..defaults };
+        assert!(task_file_text(&spec(&[("restart-delay", "1m")], &sleep), &long).is_ok());
+        let bad_name = EnsureSpec { name: "x\ny".into(), ..spec(&[], &sleep) };
+        assert!(task_file_text(&bad_name, &defaults).unwrap_err().contains("bad task name"));
     }
 }

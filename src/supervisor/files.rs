@@ -64,9 +64,16 @@ impl Supervisor {
         let label = self.work_dir_label.clone();
         let defaults = self.settings.task;
         let job: Job = Box::new(move || {
-            let result = write_task_file(&trc_d, &spec).and_then(|outcome| {
-                Ok(Written { outcome, file: scan_one(&work_dir, &label, &defaults, &spec.name)? })
-            });
+            let result =
+                write_task_file(&trc_d, &spec, &defaults).and_then(|(outcome, undo)| {
+                    match scan_one(&work_dir, &label, &defaults, &spec.name) {
+                        Ok(file) => Ok(Written { outcome, file }),
+                        Err(e) => Err(match undo.run() {
+                            Ok(()) => e,
+                            Err(undo_err) => format!("{e}; {undo_err}"),
+                        }),
+                    }
+                });
             JobDone::Ensure { spec, answer, result }
         });
         self.worker.submit(job, &self.jobs_tx);
@@ -89,21 +96,63 @@ impl Supervisor {
     }
 }
 
-/// Writes `trc.d/async.NAME` when the command is given and the text differs.
-fn write_task_file(trc_d: &Path, spec: &EnsureSpec) -> Result<Ensured, String> {
+/// Writes `trc.d/async.NAME` when the command is given and the text differs. The text is
+/// checked in full before the rename (see `task_file_text`); the [`Undo`] puts things back
+/// should the scan that follows fail, so a failed `ensure` changes nothing on disk.
+fn write_task_file(
+    trc_d: &Path,
+    spec: &EnsureSpec,
+    defaults: &TaskSettings,
+) -> Result<(Ensured, Undo), String> {
     if spec.command.is_empty() {
-        return Ok(Ensured::Unchanged);
+        return Ok((Ensured::Unchanged, Undo::Nothing));
     }
-    let text = super::control::task_file_text(spec)?;
+    let text = super::control::task_file_text(spec, defaults)?;
     let path: PathBuf = trc_d.join(format!("async.{}", spec.name));
     let old = std::fs::read(&path).ok();
+    let new_dir = !trc_d.is_dir();
     std::fs::create_dir_all(trc_d).map_err(|e| format!("cannot make {}: {e}", trc_d.display()))?;
     if old.as_deref() == Some(text.as_bytes()) {
-        return Ok(Ensured::Unchanged);
+        return Ok((Ensured::Unchanged, Undo::Nothing));
     }
     crate::control::backend::write_atomically(&path, text.as_bytes(), 0o644)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(if old.is_some() { Ensured::Updated } else { Ensured::Created })
+    Ok(match old {
+        Some(old) => (Ensured::Updated, Undo::Restore { path, old }),
+        None => (Ensured::Created, Undo::Remove { path, dir: new_dir.then(|| trc_d.to_owned()) }),
+    })
+}
+
+/// How to take back what [`write_task_file`] did.
+enum Undo {
+    Nothing,
+    Restore {
+        path: PathBuf,
+        old: Vec<u8>,
+    },
+    /// The new file, and `trc.d/` when it was made for it.
+    Remove {
+        path: PathBuf,
+        dir: Option<PathBuf>,
+    },
+}
+
+impl Undo {
+    /// `Err` says what could not be put back.
+    fn run(self) -> Result<(), String> {
+        match self {
+            Undo::Nothing => Ok(()),
+            Undo::Restore { path, old } => crate::control::backend::write_atomically(&path, &old, 0o644)
+                .map_err(|e| format!("cannot put back {}: {e}", path.display())),
+            Undo::Remove { path, dir } => {
+                std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+                if let Some(dir) = dir {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Scans the work dir for the async file of that name (with its directives checked).
