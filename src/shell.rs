@@ -172,6 +172,15 @@ pub fn read_boot_save(base: &Path) -> std::io::Result<Option<BootSave>> {
     Ok(Some(BootSave { state: with_suffix(base, ".sh"), argv, rc_vars }))
 }
 
+/// Why the boot task that saved to `base` could not save its state (a full runtime dir, say),
+/// when it could not: the prelude writes the reason to `<base>.failed` instead of a line of
+/// bash noise per variable.
+pub fn boot_save_failure(base: &Path) -> Option<String> {
+    let reason = std::fs::read_to_string(with_suffix(base, ".failed")).ok()?;
+    let reason = reason.trim();
+    Some(if reason.is_empty() { "write error".to_owned() } else { reason.to_owned() })
+}
+
 fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
     let mut bytes = base.as_os_str().as_bytes().to_vec();
     bytes.extend_from_slice(suffix.as_bytes());
