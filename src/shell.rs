@@ -238,4 +238,13 @@ mod tests {
         std::fs::write(with_suffix(&base, ".nul"), b"3\0-F\0").unwrap();
         assert!(read_boot_save(&base).is_err());
     }
+
+    #[test]
+    fn reads_why_a_boot_save_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("boot-0");
+        assert_eq!(boot_save_failure(&base), None);
+        std::fs::write(with_suffix(&base, ".failed"), "No space left on device\n").unwrap();
+        assert_eq!(boot_save_failure(&base).as_deref(), Some("No space left on device"));
+    }
 }
