@@ -30,9 +30,29 @@ _trc_traps() {
 # `local` ones, which TrivialRC's boot leaves in its main() for every later task), functions
 # (exported or not), shell options, umask and cwd as bash code in $_trc_save_to.sh; the
 # rewritten argv and the RC_* variables NUL-separated in $_trc_save_to.nul, which trc reads.
+#
+# A write that fails (a full runtime dir) is not bash's noise on the task's stderr (a line per
+# variable) but one reason in $_trc_save_to.failed, which trc reports as its own error. bash
+# builtins say a write error but still return 0, so what they say is the test: the writing runs
+# in a command substitution only to catch that.
 _trc_save() {
-    { set +o; shopt -p; } > "$_trc_save_to.opts" 2>/dev/null
     set +eu
+    local _trc_err _trc_l
+    _trc_err=$(_trc_write_state 2>&1 >/dev/null)
+    [[ -z $_trc_err ]] && return 0
+    _trc_err=${_trc_err%%$'\n'*}
+    _trc_err=${_trc_err##*: }
+    # Frees what the partial files took, so that the reason fits.
+    for _trc_l in opts vars funcs sh nul; do
+        if [[ -e $_trc_save_to.$_trc_l ]]; then : 2>/dev/null > "$_trc_save_to.$_trc_l"; fi
+    done
+    if ! { builtin printf '%s\n' "$_trc_err" > "$_trc_save_to.failed"; } 2>/dev/null; then
+        builtin printf 'trc: cannot save the boot state in %s: %s\n' "${_trc_save_to%/*}" "$_trc_err" >&2
+        exit 78
+    fi
+}
+_trc_write_state() {
+    { set +o; shopt -p; } > "$_trc_save_to.opts"
     local _trc_l _trc_n _trc_x
     declare -p > "$_trc_save_to.vars"
     declare -F > "$_trc_save_to.funcs"

@@ -10,10 +10,15 @@
 //! directory of a trc that died without cleaning up has a lock nobody holds: it is stale, and
 //! the next instance of that name empties and reuses it.
 
-use nix::fcntl::{fcntl, FcntlArg};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, openat, AtFlags, FcntlArg, OFlag};
+use nix::sys::stat::{fstat, fstatat, mkdirat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// The lock file whose lock marks a directory as in use.
@@ -29,35 +34,26 @@ pub struct RuntimeDir {
     name: String,
     /// Held for the whole run; released (by closing) only after the directory is removed.
     lock: Option<File>,
+    /// The directory and its base, opened without following symlinks: trc's own clean-up
+    /// works through them, so a path swapped meanwhile cannot redirect it.
+    dir: OwnedFd,
+    base: OwnedFd,
 }
 
 impl RuntimeDir {
     /// Takes the directory of instance `requested`, or of the first free name derived from
     /// `default_name` (`name`, `name-2`, `name-3`...) when none was requested.
     pub fn create(requested: Option<&str>, default_name: &str) -> io::Result<RuntimeDir> {
-        let base = base_dir();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&base)
-            .map_err(|e| io::Error::new(e.kind(), format!("runtime dir {}: {e}", base.display())))?;
         if let Some(name) = requested {
             check_name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            return match take(&base, name)? {
-                Some(dir) => Ok(dir),
-                None => Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("instance \"{name}\" is already running{}", owner_note(&base.join(name))),
-                )),
-            };
         }
-        for n in 1..=1000 {
-            let name = if n == 1 { default_name.to_owned() } else { format!("{default_name}-{n}") };
-            if let Some(dir) = take(&base, &name)? {
-                return Ok(dir);
-            }
+        let base = Base::open(base_dir())?;
+        let taken = base.take_one(requested, default_name);
+        if taken.is_err() {
+            // Nothing left behind: not even a base dir this call made.
+            base.remove_if_made();
         }
-        Err(io::Error::other(format!("no free instance name like \"{default_name}\" in {}", base.display())))
+        taken
     }
 
     pub fn path(&self) -> &Path {
@@ -72,10 +68,10 @@ impl RuntimeDir {
     /// Removes the directory and everything in it, then lets go of the lock.
     pub fn remove(&mut self) {
         let Some(lock) = self.lock.take() else { return };
-        empty_dir(&self.path);
-        let _ = std::fs::remove_file(self.path.join(LOCK_FILE));
+        empty_dir(&self.dir);
+        let _ = unlinkat(&self.dir, LOCK_FILE, UnlinkatFlags::NoRemoveDir);
         // Fails (harmlessly) when a new instance of the same name has taken it meanwhile.
-        let _ = std::fs::remove_dir(&self.path);
+        let _ = unlinkat(&self.base, self.name.as_str(), UnlinkatFlags::RemoveDir);
         drop(lock);
     }
 }
@@ -87,62 +83,102 @@ impl Drop for RuntimeDir {
 }
 
 /// Takes `base/name` if no running instance holds it: `None` when one does.
-fn take(base: &Path, name: &str) -> io::Result<Option<RuntimeDir>> {
-    let path = base.join(name);
+fn take(base: &Base, name: &str) -> io::Result<Option<RuntimeDir>> {
+    let path = base.path.join(name);
     let annotate = |e: io::Error| io::Error::new(e.kind(), format!("runtime dir {}: {e}", path.display()));
+    let not_ours =
+        || annotate(io::Error::new(io::ErrorKind::PermissionDenied, "not a directory of trc's own user"));
     loop {
-        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(annotate(e)),
+        match mkdirat(&base.fd, name, Mode::from_bits_truncate(0o700)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(annotate(e.into())),
         }
-        let meta = std::fs::symlink_metadata(&path).map_err(annotate)?;
-        if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
-            return Err(annotate(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "not a directory of trc's own user",
-            )));
+        let dir = match open_dir_at(&base.fd, name) {
+            Ok(dir) => dir,
+            Err(Errno::ELOOP | Errno::ENOTDIR) => return Err(not_ours()),
+            Err(e) => return Err(annotate(e.into())),
+        };
+        let held_dir = fstat(&dir).map_err(|e| annotate(e.into()))?;
+        if held_dir.st_uid != nix::unistd::geteuid().as_raw() || held_dir.st_mode & 0o022 != 0 {
+            return Err(not_ours());
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path.join(LOCK_FILE))
-            .map_err(annotate)?;
+        let file = File::from(
+            openat(
+                &dir,
+                LOCK_FILE,
+                OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map_err(|e| annotate(e.into()))?,
+        );
         if !lock_file(&file, libc::F_WRLCK as libc::c_short).map_err(annotate)? {
             return Ok(None);
         }
         let lock = file;
         // The owner before us may have removed the directory between our open and our lock:
-        // then the lock is on a file that is no longer there, and we try again.
+        // then the lock is on a file that is no longer there, and we try again. Likewise when
+        // `base/name` is no longer the directory we hold.
         let held = lock.metadata().map_err(annotate)?;
-        match std::fs::symlink_metadata(path.join(LOCK_FILE)) {
-            Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {}
+        match fstatat(&dir, LOCK_FILE, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(now) if now.st_ino == held.ino() && now.st_dev == held.dev() => {}
             _ => continue,
         }
+        match fstatat(&base.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(now) if now.st_ino == held_dir.st_ino && now.st_dev == held_dir.st_dev => {}
+            _ => continue,
+        }
+        let base_fd = base.fd.try_clone().map_err(annotate)?;
+        let mut taken =
+            RuntimeDir { path: path.clone(), name: name.to_owned(), lock: Some(lock), dir, base: base_fd };
         // A stale directory of a trc that is gone: start it afresh.
-        empty_dir(&path);
-        std::fs::write(path.join(PID_FILE), format!("{}\n", std::process::id())).map_err(annotate)?;
-        return Ok(Some(RuntimeDir { path, name: name.to_owned(), lock: Some(lock) }));
+        empty_dir(&taken.dir);
+        if let Err(e) = write_pid(&taken.dir) {
+            // Nothing left behind: no pid, no lock, no directory (a full disk, say).
+            taken.remove();
+            return Err(annotate(e));
+        }
+        return Ok(Some(taken));
     }
 }
 
-/// Removes everything in `dir` but the lock file.
-fn empty_dir(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        if entry.file_name() == LOCK_FILE {
+/// Writes this process's pid into the directory's pid file.
+fn write_pid(dir: &OwnedFd) -> io::Result<()> {
+    use std::io::Write;
+    let fd = openat(
+        dir,
+        PID_FILE,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    File::from(fd).write_all(format!("{}\n", std::process::id()).as_bytes())
+}
+
+/// Removes everything in `dir` but the lock file, through the directory's fd: never
+/// following a symlink (one is removed, not what it points to).
+fn empty_dir(dir: &OwnedFd) {
+    let Ok(names) = dir_entries(dir) else { return };
+    for name in names {
+        if name.as_bytes() == LOCK_FILE.as_bytes() {
             continue;
         }
-        let path = entry.path();
-        let _ = match entry.file_type() {
-            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
-            _ => std::fs::remove_file(&path),
-        };
+        remove_entry(dir, &name);
     }
+}
+
+/// Removes the entry `name` of `dir`, and a directory's contents first.
+fn remove_entry(dir: &OwnedFd, name: &CStr) {
+    match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+        Err(Errno::EISDIR | Errno::EPERM) => {}
+        _ => return,
+    }
+    if let Ok(sub) = open_dir_at(dir, name) {
+        if let Ok(names) = dir_entries(&sub) {
+            for name in names {
+                remove_entry(&sub, &name);
+            }
+        }
+    }
+    let _ = unlinkat(dir, name, UnlinkatFlags::RemoveDir);
 }
 
 /// " (pid N)" from a running instance's pid file, when it can be read.
@@ -156,12 +192,24 @@ fn owner_note(dir: &Path) -> String {
 
 /// Whether the instance directory `dir` is held by a running trc (its lock is taken).
 pub fn is_running(dir: &Path) -> bool {
-    let Ok(file) = File::open(dir.join(LOCK_FILE)) else { return false };
+    probe(dir).unwrap_or(false)
+}
+
+/// Like [`is_running`], but says why it cannot tell: `Err` when the lock file cannot be
+/// opened for another reason than its absence (permission denied, say).
+pub fn probe(dir: &Path) -> io::Result<bool> {
+    let file = match File::open(dir.join(LOCK_FILE)) {
+        Ok(file) => file,
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+            return Ok(false)
+        }
+        Err(e) => return Err(e),
+    };
     let mut probe = whole_file(libc::F_RDLCK as libc::c_short);
     // Asks whether a read lock could be taken, without taking one.
     match fcntl(&file, FcntlArg::F_OFD_GETLK(&mut probe)) {
-        Ok(_) => probe.l_type != libc::F_UNLCK as libc::c_short,
-        Err(_) => false,
+        Ok(_) => Ok(probe.l_type != libc::F_UNLCK as libc::c_short),
+        Err(_) => Ok(false),
     }
 }
 
@@ -232,6 +280,130 @@ pub fn base_dir() -> PathBuf {
     std::env::temp_dir().join(format!("trc-{uid}"))
 }
 
+/// The base dir of the instance directories, opened without following a symlink, and checked
+/// to be trc's alone: owned by trc's euid and not writable by group or others (as tmux checks
+/// its socket dir). Otherwise another user could swap an instance directory for a symlink.
+struct Base {
+    path: PathBuf,
+    fd: OwnedFd,
+    /// Whether this process made it (so that a failed start can remove it again).
+    made: bool,
+}
+
+impl Base {
+    fn open(path: PathBuf) -> io::Result<Base> {
+        let annotate =
+            |e: io::Error| io::Error::new(e.kind(), format!("runtime dir {}: {e}", path.display()));
+        if let Some(parent) = path.parent() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(annotate)?;
+        }
+        let made = match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(annotate(e)),
+        };
+        let refuse = |why: String| annotate(io::Error::new(io::ErrorKind::PermissionDenied, why));
+        let fd = match open_dir_at(CWD, path.as_path()) {
+            Ok(fd) => fd,
+            Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                return Err(refuse(
+                    "not a directory (a symlink?); it must be a directory of trc's own user".into(),
+                ))
+            }
+            Err(e) => return Err(annotate(e.into())),
+        };
+        let stat = fstat(&fd).map_err(|e| annotate(e.into()))?;
+        let euid = nix::unistd::geteuid().as_raw();
+        if stat.st_uid != euid {
+            return Err(refuse(format!("owned by uid {}, not by trc's user (uid {euid})", stat.st_uid)));
+        }
+        if stat.st_mode & 0o022 != 0 {
+            return Err(refuse(format!(
+                "writable by group or others (mode {:o}); it must be writable by trc's user alone",
+                stat.st_mode & 0o7777
+            )));
+        }
+        Ok(Base { path, fd, made })
+    }
+
+    /// Takes the directory of instance `requested`, or of the first free name derived from
+    /// `default_name`.
+    fn take_one(&self, requested: Option<&str>, default_name: &str) -> io::Result<RuntimeDir> {
+        if let Some(name) = requested {
+            return match take(self, name)? {
+                Some(dir) => Ok(dir),
+                None => Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("instance \"{name}\" is already running{}", owner_note(&self.path.join(name))),
+                )),
+            };
+        }
+        for n in 1..=1000 {
+            let name = if n == 1 { default_name.to_owned() } else { format!("{default_name}-{n}") };
+            if let Some(dir) = take(self, &name)? {
+                return Ok(dir);
+            }
+        }
+        Err(io::Error::other(format!(
+            "no free instance name like \"{default_name}\" in {}",
+            self.path.display()
+        )))
+    }
+
+    /// Removes the base dir if this process made it and it is empty.
+    fn remove_if_made(&self) {
+        if self.made {
+            let _ = std::fs::remove_dir(&self.path);
+        }
+    }
+}
+
+/// The current directory, for `*at` calls on a path given whole.
+const CWD: BorrowedFd<'static> = {
+    // SAFETY: AT_FDCWD is not a real fd but is valid wherever the `*at` calls take a dir fd.
+    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+};
+
+/// Opens the directory `name` in `dir`, refusing a symlink (`ELOOP`) or a non-directory.
+fn open_dir_at<P: ?Sized + nix::NixPath>(dir: impl AsFd, name: &P) -> nix::Result<OwnedFd> {
+    openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// The names in directory `dir`, but `.` and `..`.
+fn dir_entries(dir: &OwnedFd) -> io::Result<Vec<CString>> {
+    // Its own open file description, so that reading it moves no offset of `dir`.
+    let fd = open_dir_at(dir, ".")?;
+    // SAFETY: `fd` is an open directory fd we own; on success fdopendir takes it over (closed
+    // by closedir below), on failure we still own it and close it.
+    let stream = unsafe { libc::fdopendir(fd.as_raw_fd()) };
+    if stream.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    let _ = fd.into_raw_fd();
+    let mut names = Vec::new();
+    loop {
+        // SAFETY: `stream` is a valid DIR* until closedir; the entry it returns stays valid
+        // until the next readdir on it, and we copy its name before that.
+        let entry = unsafe { libc::readdir(stream) };
+        if entry.is_null() {
+            break;
+        }
+        // SAFETY: d_name is a NUL-terminated string inside the entry readdir returned.
+        let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+            names.push(name.to_owned());
+        }
+    }
+    // SAFETY: `stream` came from fdopendir and is closed once, here.
+    unsafe { libc::closedir(stream) };
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,7 +439,8 @@ mod tests {
             })
         };
         for _ in 0..200 {
-            let mut dir = take(base.path(), "app").unwrap().expect("the name was taken by a probe");
+            let base = Base::open(base.path().to_path_buf()).unwrap();
+            let mut dir = take(&base, "app").unwrap().expect("the name was taken by a probe");
             assert!(is_running(dir.path()));
             // Let go of the lock but keep the directory for the next round.
             drop(dir.lock.take());

@@ -172,6 +172,15 @@ pub fn read_boot_save(base: &Path) -> std::io::Result<Option<BootSave>> {
     Ok(Some(BootSave { state: with_suffix(base, ".sh"), argv, rc_vars }))
 }
 
+/// Why the boot task that saved to `base` could not save its state (a full runtime dir, say),
+/// when it could not: the prelude writes the reason to `<base>.failed` instead of a line of
+/// bash noise per variable.
+pub fn boot_save_failure(base: &Path) -> Option<String> {
+    let reason = std::fs::read_to_string(with_suffix(base, ".failed")).ok()?;
+    let reason = reason.trim();
+    Some(if reason.is_empty() { "write error".to_owned() } else { reason.to_owned() })
+}
+
 fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
     let mut bytes = base.as_os_str().as_bytes().to_vec();
     bytes.extend_from_slice(suffix.as_bytes());
@@ -228,5 +237,14 @@ mod tests {
         assert_eq!(save.state, dir.path().join("boot-0.sh"));
         std::fs::write(with_suffix(&base, ".nul"), b"3\0-F\0").unwrap();
         assert!(read_boot_save(&base).is_err());
+    }
+
+    #[test]
+    fn reads_why_a_boot_save_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("boot-0");
+        assert_eq!(boot_save_failure(&base), None);
+        std::fs::write(with_suffix(&base, ".failed"), "No space left on device\n").unwrap();
+        assert_eq!(boot_save_failure(&base).as_deref(), Some("No space left on device"));
     }
 }

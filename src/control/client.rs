@@ -31,14 +31,30 @@ impl Trc {
     /// its socket).
     pub fn named(name: &str) -> Result<Trc> {
         let path = if name.contains('/') { PathBuf::from(name) } else { runtime_dir::base_dir().join(name) };
-        let dir = if path.is_dir() { path } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
-        if !runtime_dir::is_running(&dir) {
-            return Err(ManagerError::Unavailable(format!(
+        // A dir this user may not open is said as such, not as "not running".
+        let denied = |dir: &Path, e: std::io::Error| {
+            ManagerError::Unavailable(format!(
+                "trc instance \"{name}\": permission denied: cannot open its runtime dir {} ({e})",
+                dir.display()
+            ))
+        };
+        let dir = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => path,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(denied(&path, e)),
+            _ => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        match runtime_dir::probe(&dir) {
+            Ok(true) => Ok(Trc::at(&dir)),
+            Ok(false) => Err(ManagerError::Unavailable(format!(
                 "no trc instance \"{name}\" is running (looked in {})",
                 dir.display()
-            )));
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(denied(&dir, e)),
+            Err(e) => Err(ManagerError::Unavailable(format!(
+                "trc instance \"{name}\": cannot open its runtime dir {}: {e}",
+                dir.display()
+            ))),
         }
-        Ok(Trc::at(&dir))
     }
 
     /// Sends one request and reads its reply; an `ok: false` reply is `Refused`.

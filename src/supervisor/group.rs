@@ -22,7 +22,7 @@ use super::task::{Source, TaskId};
 use super::{signals, Supervisor};
 
 use crate::config::{apply, Settings, Stage, WaitPolicy};
-use crate::shell::read_boot_save;
+use crate::shell::{boot_save_failure, read_boot_save};
 use crate::{EXIT_CONFIG, EXIT_USAGE};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
@@ -323,6 +323,15 @@ impl Supervisor {
     /// Takes over what a boot task saved. `Err(status)` ends the group.
     fn take_boot_save(&mut self, id: TaskId, may_rewrite_argv: bool) -> Result<(), i32> {
         let save_to = self.boot_save_path(id);
+        if let Some(reason) = boot_save_failure(&save_to) {
+            let dir = save_to.parent().unwrap_or(&save_to);
+            error!(
+                "boot task {}: cannot save its state in the runtime dir {}: {reason}",
+                self.tasks[id].label,
+                dir.display()
+            );
+            return Err(EXIT_CONFIG);
+        }
         let save = match read_boot_save(&save_to) {
             Ok(Some(save)) => save,
             // It called `exit 0` before its end: in TrivialRC that ends the main shell, and so
