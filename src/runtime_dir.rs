@@ -22,6 +22,8 @@ pub const LOCK_FILE: &str = "lock";
 pub const PID_FILE: &str = "pid";
 /// The control socket's name in the directory.
 pub const SOCKET_FILE: &str = "control.sock";
+/// The process groups of the owner's tasks (`supervisor/leftovers.rs`).
+pub const GROUPS_FILE: &str = "groups";
 
 #[derive(Debug)]
 pub struct RuntimeDir {
@@ -29,6 +31,9 @@ pub struct RuntimeDir {
     name: String,
     /// Held for the whole run; released (by closing) only after the directory is removed.
     lock: Option<File>,
+    /// The `groups` file of the trc that died and left this directory stale, read before it
+    /// was emptied.
+    stale_groups: Option<String>,
 }
 
 impl RuntimeDir {
@@ -62,6 +67,11 @@ impl RuntimeDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The `groups` file a dead owner left, once (None when the directory was not stale).
+    pub fn take_stale_groups(&mut self) -> Option<String> {
+        self.stale_groups.take()
     }
 
     /// The instance's name (the directory's).
@@ -124,9 +134,10 @@ fn take(base: &Path, name: &str) -> io::Result<Option<RuntimeDir>> {
             _ => continue,
         }
         // A stale directory of a trc that is gone: start it afresh.
+        let stale_groups = std::fs::read_to_string(path.join(GROUPS_FILE)).ok();
         empty_dir(&path);
         std::fs::write(path.join(PID_FILE), format!("{}\n", std::process::id())).map_err(annotate)?;
-        return Ok(Some(RuntimeDir { path, name: name.to_owned(), lock: Some(lock) }));
+        return Ok(Some(RuntimeDir { path, name: name.to_owned(), lock: Some(lock), stale_groups }));
     }
 }
 
