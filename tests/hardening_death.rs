@@ -113,7 +113,7 @@ fn a_recorded_group_whose_number_was_reused_is_not_signalled() {
     std::fs::write(dir.join("pid"), "1\n").unwrap();
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     let groups = format!(
-        "boot {}\n{leftover_pid} {}\n{unrelated_pid} {}\n",
+        "boot {}\n+{leftover_pid} {}\n+{unrelated_pid} {}\n",
         boot.trim(),
         start_time(leftover_pid),
         start_time(unrelated_pid) + 7
