@@ -27,6 +27,8 @@ pub const LOCK_FILE: &str = "lock";
 pub const PID_FILE: &str = "pid";
 /// The control socket's name in the directory.
 pub const SOCKET_FILE: &str = "control.sock";
+/// The process groups of the owner's tasks (`supervisor/leftovers.rs`).
+pub const GROUPS_FILE: &str = "groups";
 
 #[derive(Debug)]
 pub struct RuntimeDir {
@@ -38,6 +40,9 @@ pub struct RuntimeDir {
     /// works through them, so a path swapped meanwhile cannot redirect it.
     dir: OwnedFd,
     base: OwnedFd,
+    /// The `groups` file of the trc that died and left this directory stale, read before it
+    /// was emptied.
+    stale_groups: Option<String>,
 }
 
 impl RuntimeDir {
@@ -58,6 +63,11 @@ impl RuntimeDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The `groups` file a dead owner left, once (None when the directory was not stale).
+    pub fn take_stale_groups(&mut self) -> Option<String> {
+        self.stale_groups.take()
     }
 
     /// The instance's name (the directory's).
@@ -128,9 +138,16 @@ fn take(base: &Base, name: &str) -> io::Result<Option<RuntimeDir>> {
             _ => continue,
         }
         let base_fd = base.fd.try_clone().map_err(annotate)?;
-        let mut taken =
-            RuntimeDir { path: path.clone(), name: name.to_owned(), lock: Some(lock), dir, base: base_fd };
+        let mut taken = RuntimeDir {
+            path: path.clone(),
+            name: name.to_owned(),
+            lock: Some(lock),
+            dir,
+            base: base_fd,
+            stale_groups: None,
+        };
         // A stale directory of a trc that is gone: start it afresh.
+        taken.stale_groups = read_regular(&taken.dir, GROUPS_FILE);
         empty_dir(&taken.dir);
         if let Err(e) = write_pid(&taken.dir) {
             // Nothing left behind: no pid, no lock, no directory (a full disk, say).
@@ -151,6 +168,15 @@ fn write_pid(dir: &OwnedFd) -> io::Result<()> {
         Mode::from_bits_truncate(0o600),
     )?;
     File::from(fd).write_all(format!("{}\n", std::process::id()).as_bytes())
+}
+
+/// The content of the regular file `name` in `dir`, if it is one (never through a symlink).
+fn read_regular(dir: &OwnedFd, name: &str) -> Option<String> {
+    use std::io::Read;
+    let fd = openat(dir, name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+    let mut text = String::new();
+    File::from(fd).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// Removes everything in `dir` but the lock file, through the directory's fd: never

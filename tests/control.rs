@@ -677,7 +677,7 @@ fn a_stale_runtime_dir_is_reused() {
     let mut old = s.start(&work);
     assert_eq!(old.name, "app");
     let web = s.wait_sleeping("web");
-    // Its tasks outlive a SIGKILLed trc (their own process groups): killed at the end.
+    // Its tasks die with it (tests/hardening_death.rs); killed at the end should one not.
     let _orphans = KillGroups(vec![web]);
     old.kill9();
     let dir = s.runtime_dir("app");
@@ -695,7 +695,7 @@ fn a_stale_runtime_dir_is_reused() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["pid"], new.pid());
     assert_eq!(s.list(&[]), [("web".to_owned(), Some(pid as i64))]);
-    assert!(process_alive(web), "(the old task runs on until the test kills it)");
+    assert!(!process_alive(web), "the old task outlived its trc");
 }
 
 /// A forced manager that is not available on the machine is a clear error (69): systemd when it

@@ -97,6 +97,7 @@ impl Supervisor {
             }
         };
         let pid = spawned.pid;
+        self.groups.started(pid);
         let task = &mut self.tasks[id];
         task.since = Some(Instant::now());
         task.last_pid = Some(pid);

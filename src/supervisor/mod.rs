@@ -12,13 +12,15 @@
 //! The files: `mod.rs` start-up wiring; `event.rs` the one wait; `group.rs` phases, chains,
 //! the wait policy; `machine.rs` a task's states; `task.rs` the table; `launch.rs` from a
 //! task to a process; `teardown.rs` stopping, lingering groups, the sweep; `control.rs`
-//! trcctl's verbs; `files.rs` ensure/reload's file work on a worker thread.
+//! trcctl's verbs; `files.rs` ensure/reload's file work on a worker thread; `leftovers.rs`
+//! the record of task groups in the runtime dir, and stopping those a dead trc left.
 
 pub mod control;
 mod event;
 mod files;
 mod group;
 mod launch;
+mod leftovers;
 pub mod machine;
 pub mod policy;
 pub mod reap;
@@ -104,13 +106,19 @@ pub fn run(setup: Setup) -> i32 {
     // The instance name is this trc's alone: a nested trc must not inherit it.
     let instance = setup.cli.instance.clone().or_else(|| std::env::var("RC_INSTANCE").ok());
     std::env::remove_var("RC_INSTANCE");
-    let runtime_dir = match RuntimeDir::create(
+    let mut runtime_dir = match RuntimeDir::create(
         instance.as_deref().filter(|s| !s.is_empty()),
         &crate::runtime_dir::default_name(&work_dir),
     ) {
         Ok(dir) => dir,
         Err(e) => return config_error(&e, EXIT_CONFIG),
     };
+    // A trc of this instance that died suddenly may have left processes: they go before
+    // anything of ours starts.
+    if let Some(stale) = runtime_dir.take_stale_groups() {
+        leftovers::stop(&stale, runtime_dir.name(), settings.task.stop_timeout);
+    }
+    let groups = leftovers::Record::new(runtime_dir.path());
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -161,6 +169,7 @@ pub fn run(setup: Setup) -> i32 {
             work_dir_label,
             env,
             runtime_dir,
+            groups,
             terminal: on_terminal(),
             tasks: Table::default(),
             by_pid: HashMap::new(),
@@ -257,6 +266,9 @@ struct Supervisor {
     /// Variables set for every task (on top of trc's own environment).
     env: Vec<(OsString, OsString)>,
     runtime_dir: RuntimeDir,
+    /// The task groups as recorded in the runtime dir, for a trc that takes it over after
+    /// this one died.
+    groups: leftovers::Record,
     /// trc is the terminal's foreground: the trailing command gets the terminal.
     terminal: bool,
     tasks: Table,
@@ -326,6 +338,7 @@ impl Supervisor {
         self.advance();
         let status = loop {
             self.send_status();
+            self.record_groups();
             if let Some(status) = self.group.exit_status() {
                 break status;
             }
@@ -349,6 +362,14 @@ impl Supervisor {
                 notifier.send(&format!("STATUS={}", self.status_line()));
             }
         }
+    }
+
+    /// Writes the task groups that live now to the runtime dir, when they changed since the
+    /// last pass: the leaders of running tasks and the groups that outlived their leader.
+    fn record_groups(&mut self) {
+        let leaders = self.tasks.iter().filter_map(|(_, t)| t.pid()).map(|p| p.as_raw());
+        let live = leaders.chain(self.lingering.iter().map(|g| g.pgid.as_raw())).collect();
+        self.groups.update(&live);
     }
 
     /// Sends a notify message to systemd, if trc runs under it, with a fresh STATUS line.

@@ -18,6 +18,15 @@
 //! the child sets every disposition to the default before it unblocks any. So none of trc's
 //! handlers (signal-hook's self-pipe, the fault handler) ever runs in the child: a signal sent
 //! to it in that window waits, and then has its default action on the child alone.
+//!
+//! A task never outlives a trc that dies suddenly (SIGKILL, the OOM killer): the child asks
+//! for SIGKILL on its parent's death (`PR_SET_PDEATHSIG`) before it unblocks signals, then
+//! checks that its parent is still the trc that forked it (which may have died before the
+//! request was made) and `_exit`s at once if not. SIGKILL, not the task's stop signal: a dead
+//! supervisor cannot follow a stop signal that is trapped or ignored with a SIGKILL after the
+//! stop-timeout. The request reaches the task's leader only (the kernel clears it in the
+//! leader's children, and at the exec of a set-user-ID program): what the leader started is
+//! found through the runtime dir by the next trc of the instance (`leftovers.rs`).
 
 use nix::unistd::Pid;
 use std::ffi::{CString, OsStr, OsString};
@@ -132,6 +141,8 @@ struct ChildPlan {
     go: Option<i32>,
     report: i32,
     sigrtmax: i32,
+    /// trc's pid, to check after `PR_SET_PDEATHSIG` that trc has not died already.
+    parent: libc::pid_t,
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
@@ -175,6 +186,7 @@ impl<'a> Prepared<'a> {
             go: self.go.as_ref().map(|(read, _)| read.as_raw_fd()),
             report: self.report.1.as_raw_fd(),
             sigrtmax: libc::SIGRTMAX(),
+            parent: std::process::id() as libc::pid_t,
             path: self.path.as_ptr(),
             argv: self.argv_ptrs.as_ptr(),
             envp: self.envp_ptrs.as_ptr(),
@@ -245,6 +257,14 @@ unsafe fn run_child(plan: &ChildPlan) -> ! {
             }
         }
         libc::setpgid(0, 0);
+        // Die with trc (see the module's comment). The kernel sends it when the parent
+        // *thread* exits: trc forks only from its main thread (the event loop), which lives
+        // as long as trc. A trc that died before this call left us to another parent already:
+        // then nobody supervises us, and we must not run.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        if libc::getppid() != plan.parent {
+            libc::_exit(127);
+        }
         for (target, fd) in plan.stdio.into_iter().enumerate() {
             if let Some(fd) = fd {
                 libc::dup2(fd, target as i32);
