@@ -172,8 +172,9 @@ fn emptying_a_stale_dir_never_follows_a_symlink_in_it() {
     assert!(!stale.exists(), "removed at the end");
 }
 
-/// Runs `script` as `sh -c` in a private mount namespace where `$X` is a fresh 8 KiB tmpfs
-/// (two pages) used as `XDG_RUNTIME_DIR`; `$TRC` is the trc binary and `$W` a work dir.
+/// Runs `script` as `sh -c` in a private mount namespace where `$X` is a fresh 32 KiB tmpfs
+/// (eight pages: trc's `lock`, `pid` and `groups` take some, a failed boot save's marker fits,
+/// a 200 kB boot state does not) used as `XDG_RUNTIME_DIR`; `$TRC` is the trc binary and `$W` a work dir.
 fn in_tiny_tmpfs(script: &str) -> common::sandbox::Out {
     let sb = Sandbox::new();
     let work = sb.work("app");
@@ -181,7 +182,7 @@ fn in_tiny_tmpfs(script: &str) -> common::sandbox::Out {
     std::fs::create_dir(&x).unwrap();
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(format!("mount -t tmpfs -o size=8k,mode=0700 tmpfs \"$X\" || exit 99\n{script}"))
+        .arg(format!("mount -t tmpfs -o size=32k,mode=0700 tmpfs \"$X\" || exit 99\n{script}"))
         .env("X", &x)
         .env("XDG_RUNTIME_DIR", &x)
         .env("TRC", common::trc_bin())
@@ -203,7 +204,7 @@ fn a_full_runtime_dir_at_start_is_a_config_error_that_leaves_nothing() {
         return;
     }
     let out = in_tiny_tmpfs(
-        "head -c 65536 /dev/zero > \"$X/fill\" 2>/dev/null\n\
+        "head -c 262144 /dev/zero > \"$X/fill\" 2>/dev/null\n\
          \"$TRC\" -w \"$W\" true; echo \"status=$?\"\n\
          cd \"$X\" && find . -mindepth 1 | sort",
     );
