@@ -69,6 +69,20 @@ pub fn children() -> Vec<Pid> {
     listed.into_iter().filter(|&pid| process_state(pid).is_some_and(|(state, _)| state != 'Z')).collect()
 }
 
+/// The children of process `pid` (the kernel's list of each of its threads' children).
+pub fn children_of(pid: Pid) -> Vec<Pid> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace().filter_map(|p| p.parse().ok()).map(Pid::from_raw).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn children_from_task_lists() -> Option<Vec<Pid>> {
     let mut kids = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {

@@ -16,9 +16,11 @@
 //!   since (the signal was forgotten at `exec`). No other process of the group gets it twice
 //!   while the leader lives: the commands a trap runs to clean up start after the signal too,
 //!   and must not be stopped. Once the leader has exited (its trap ran, and left behind the
-//!   program it had forked in that window), its lingering group's members that started after
-//!   the signal (their start time in clock ticks is not before the tick it went out in) and
-//!   whose parent is gone (they are trc's now) get it: at once, then on the same schedule.
+//!   program it had forked in that window), its lingering group's members whose parent is
+//!   gone (they are trc's now) and that either started after the signal (their start time in
+//!   clock ticks is not before the tick it went out in) or were the leader's children then and
+//!   run another program now (they were between bash's `fork` and `exec`, took the signal in
+//!   bash's handler and forgot it at `exec`) get it: at once, then on the same schedule.
 //!   They are what the sweep would stop anyway, only sooner;
 //! - a group whose leader has exited is kept ("lingering") while it has members and forgotten
 //!   as soon as it is empty, so that trc never signals a number the kernel may have reused;
@@ -52,6 +54,10 @@ pub struct Lingering {
     /// The stop signal went out in this tick, while the leader lived: members started since
     /// missed it (see the timing rules).
     mark: Option<u64>,
+    /// The leader's children when the signal went out, with their programs then: one that
+    /// runs another program now exec'd after the signal (it was between bash's `fork` and
+    /// `exec`, took the signal in bash's handler, and forgot it at `exec`).
+    children: Vec<(Pid, Option<(u64, u64)>)>,
     /// When to look for such members again, and how many times it was done.
     next_check: Option<Instant>,
     checks: usize,
@@ -67,6 +73,7 @@ impl Lingering {
             deadline: stopping.map(|m| m.deadline),
             killed: false,
             mark: stopping.map(|m| m.ticks),
+            children: stopping.map(|m| m.children.clone()).unwrap_or_default(),
             next_check: None,
             checks: 0,
         };
@@ -79,7 +86,9 @@ impl Lingering {
         let Some(mark) = self.mark else { return };
         let trc = nix::unistd::getpid();
         for member in reap::group_members(self.pgid) {
-            if member.started >= mark && member.parent == trc {
+            let exec_since =
+                self.children.iter().any(|&(pid, exe)| pid == member.pid && exe_identity(pid) != exe);
+            if member.parent == trc && (member.started >= mark || exec_since) {
                 let member = member.pid;
                 debug!(
                     "sending SIG{} again to <pid={member}>: it missed it",
@@ -102,6 +111,8 @@ pub struct StopMark {
     leader_exe: Option<(u64, u64)>,
     /// The leader is the bash of a shell task.
     shell: bool,
+    /// The leader's children then, with their programs.
+    children: Vec<(Pid, Option<(u64, u64)>)>,
     pub deadline: Instant,
 }
 
@@ -144,10 +155,11 @@ impl Supervisor {
         let task = &self.tasks[id];
         let Some(pid) = task.pid() else { return };
         let leader_exe = exe_identity(pid);
+        let children = reap::children_of(pid).into_iter().map(|child| (child, exe_identity(child))).collect();
         let ticks = reap::boot_ticks();
         reap::signal_group(pid, task.settings().stop_signal);
         let deadline = Instant::now() + task.settings().stop_timeout;
-        self.stop_marks.insert(id, StopMark { ticks, leader_exe, shell: task.runs_bash, deadline });
+        self.stop_marks.insert(id, StopMark { ticks, leader_exe, shell: task.runs_bash, children, deadline });
     }
 
     /// The machine's `Resend`: the stop signal again to a leader that may have lost it.
