@@ -90,7 +90,11 @@ fn what_a_dead_trc_left_is_stopped_before_the_next_one_starts_its_tasks() {
     assert!(!process_alive(old_child), "the old background child outlived the takeover");
     assert!(!process_alive(old_daemon), "the old daemon outlived the takeover");
     assert_ne!(new_child, old_child);
-    read_pid(s.root(), "daemon.pid");
+    let new_daemon = read_pid(s.root(), "daemon.pid");
+    // A pid is known as soon as its fork is done; the copies are counted once both run sleep.
+    wait_until("both new sleeps to run", || {
+        comm(new_child).as_deref() == Some("sleep") && comm(new_daemon).as_deref() == Some("sleep")
+    });
     assert_eq!(copies(&child), 1, "one copy of the background child");
     assert_eq!(copies(&daemon), 1, "one copy of the daemon");
 }
