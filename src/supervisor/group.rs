@@ -343,7 +343,9 @@ impl Supervisor {
             }
         };
         self.boot_state = Some(save.state);
-        if may_rewrite_argv {
+        // Re-parsed only when the boot file changed it: `"$@"` shows a trailing command as it
+        // is, without the `--` that let one starting with `-` through the first parse.
+        if may_rewrite_argv && save.argv != self.cli.task_argv() {
             match self.cli.reparse_tasks(save.argv) {
                 Ok(cli) => {
                     if let Err(e) = self.files.check_cli_names(cli.stage_counts(), !cli.command.is_empty()) {
