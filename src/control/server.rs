@@ -354,7 +354,9 @@ async fn read_line(stream: &mut UnixStream, buf: &mut Vec<u8>) -> Result<Option<
     }
 }
 
-fn parse(line: &[u8]) -> Result<Request, String> {
+/// Decodes one request line as the server does: JSON, an object, `v` equal to [`VERSION`], then
+/// a [`Request`]. The error is the message the client gets. Public for the fuzz targets.
+pub fn parse(line: &[u8]) -> Result<Request, String> {
     use serde_json::Value;
     let value: Value = serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))?;
     if !value.is_object() {
