@@ -6,13 +6,14 @@
 mod common;
 
 use common::{
-    process_alive, runtime_base, skip, sleeper, trc_bin, wait_sleeping, wait_until, Spawned, Trc, DEADLINE,
+    collect, process_alive, runtime_base, skip, sleeper, trc_bin, wait_sleeping, wait_until, Spawned, Trc,
+    DEADLINE,
 };
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 // ----- helpers ---------------------------------------------------------------------------------
@@ -51,17 +52,6 @@ struct RawRunning {
     child: Spawned,
     out: Receiver<Vec<u8>>,
     err: Receiver<Vec<u8>>,
-}
-
-fn collect(reader: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let mut reader = reader;
-        let mut buf = Vec::new();
-        let _ = reader.read_to_end(&mut buf);
-        let _ = tx.send(buf);
-    });
-    rx
 }
 
 fn spawn_raw(mut trc: Trc) -> RawRunning {

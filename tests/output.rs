@@ -6,15 +6,13 @@
 
 mod common;
 
-use common::{can_use_namespaces, process_alive, wait_until, Trc, DEADLINE};
+use common::{can_use_namespaces, collect, process_alive, wait_until, Trc, DEADLINE};
 use std::ffi::CString;
-use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 /// `RC_STOP_TIMEOUT` in these tests.
@@ -95,18 +93,6 @@ fn thread_named(pid: i32, name: &str) -> i32 {
     };
     wait_until(&format!("trc {pid} to have a thread {name}"), || find().is_some());
     find().unwrap()
-}
-
-/// Reads a stream to its end on a thread.
-fn collect(reader: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let mut reader = reader;
-        let mut buf = Vec::new();
-        let _ = reader.read_to_end(&mut buf);
-        let _ = tx.send(buf);
-    });
-    rx
 }
 
 /// The pid a task wrote to `path`, once it is there.

@@ -325,3 +325,15 @@ pub fn wait_child_runs(parent: i32, comm: &str) {
         })
     });
 }
+
+/// Reads a stream to its end on a thread; the bytes come out of the receiver.
+pub fn collect(reader: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut reader = reader;
+        let mut buf = Vec::new();
+        let _ = reader.read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    rx
+}
