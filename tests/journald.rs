@@ -6,20 +6,16 @@
 mod common;
 
 use common::{can_use_namespaces, skip, trc_bin, Spawned, Trc, DEADLINE};
-use std::ffi::CString;
 use std::io::{Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const JOURNAL_DIR: &str = "/run/systemd/journal";
 
 // ----- a fake journald -------------------------------------------------------------------------
 
@@ -192,52 +188,11 @@ fn receive(socket: &UnixDatagram) -> Option<Record> {
     Some(Record { fields: decode(&data), memfd: true })
 }
 
-/// Runs `cmd` in a private mount namespace where `dir` is mounted on /run/systemd/journal.
-fn in_namespace(cmd: &mut Command, dir: &Path) {
-    std::fs::create_dir_all(JOURNAL_DIR).unwrap();
-    let source = CString::new(dir.to_str().unwrap()).unwrap();
-    let target = CString::new(JOURNAL_DIR).unwrap();
-    let fail = |what: &str| {
-        let e = std::io::Error::last_os_error();
-        Err(std::io::Error::new(e.kind(), format!("{what}: {e}")))
-    };
-    // SAFETY: between fork and exec only async-signal-safe syscalls run, on data prepared before.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                return fail("unshare");
-            }
-            let none = c"none".as_ptr();
-            if libc::mount(
-                none,
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) != 0
-            {
-                return fail("make / private");
-            }
-            if libc::mount(
-                source.as_ptr(),
-                target.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            ) != 0
-            {
-                return fail("bind");
-            }
-            Ok(())
-        });
-    }
-}
-
 /// `trc ARGS` in the namespace with `journal`'s directory (or an empty one).
 fn trc(cwd: &Path, journal_dir: &Path, args: &[&str]) -> Trc {
     let mut trc = Trc::new(cwd, args);
     trc.command().env_remove("JOURNAL_STREAM").env_remove("NO_COLOR");
-    in_namespace(trc.command(), journal_dir);
+    common::in_journal_namespace(trc.command(), journal_dir);
     trc
 }
 
@@ -712,7 +667,7 @@ fn no_colours_in_the_journal_even_on_a_terminal() {
         }
     }
     script.env_remove("JOURNAL_STREAM");
-    in_namespace(&mut script, fake.dir.path());
+    common::in_journal_namespace(&mut script, fake.dir.path());
     script.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = Spawned::spawn(&mut script);
     let mut shown = Vec::new();

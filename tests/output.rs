@@ -7,10 +7,8 @@
 mod common;
 
 use common::{can_use_namespaces, collect, process_alive, wait_until, Trc, DEADLINE};
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -264,35 +262,6 @@ fn a_reader_slow_at_first_gets_every_line_once_in_order() {
 
 // ----- journald that never reads ---------------------------------------------------------------
 
-/// Runs `cmd` in a private mount namespace where `dir` is mounted on /run/systemd/journal.
-fn in_namespace(cmd: &mut Command, dir: &Path) {
-    const JOURNAL_DIR: &str = "/run/systemd/journal";
-    std::fs::create_dir_all(JOURNAL_DIR).unwrap();
-    let source = CString::new(dir.to_str().unwrap()).unwrap();
-    let fail = |what: &str| {
-        let e = std::io::Error::last_os_error();
-        Err(std::io::Error::new(e.kind(), format!("{what}: {e}")))
-    };
-    // SAFETY: between fork and exec only async-signal-safe syscalls run, on data made before.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                return fail("unshare");
-            }
-            let (root, none) = (c"/".as_ptr(), c"none".as_ptr());
-            let private = libc::MS_REC | libc::MS_PRIVATE;
-            if libc::mount(none, root, std::ptr::null(), private, std::ptr::null()) != 0 {
-                return fail("make / private");
-            }
-            let target = c"/run/systemd/journal".as_ptr();
-            if libc::mount(source.as_ptr(), target, std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
-                return fail("bind");
-            }
-            Ok(())
-        });
-    }
-}
-
 #[test]
 fn a_journald_that_never_reads_does_not_stop_trc_and_the_loss_is_reported() {
     if !can_use_namespaces("a_journald_that_never_reads_does_not_stop_trc_and_the_loss_is_reported") {
@@ -314,7 +283,7 @@ fn a_journald_that_never_reads_does_not_stop_trc_and_the_loss_is_reported() {
         .env("RC_VERBOSE", "true");
     let cmd = trc.command();
     cmd.env_remove("JOURNAL_STREAM");
-    in_namespace(cmd, journal.path());
+    common::in_journal_namespace(cmd, journal.path());
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut started = Started { trc: cmd.spawn().expect("start trc"), tasks: Vec::new() };
     drop(trc);

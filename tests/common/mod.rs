@@ -337,3 +337,47 @@ pub fn collect(reader: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<
     });
     rx
 }
+
+/// Runs `cmd` in a private mount namespace where `dir` is mounted on /run/systemd/journal.
+pub fn in_journal_namespace(cmd: &mut std::process::Command, dir: &Path) {
+    use std::ffi::CString;
+    use std::os::unix::process::CommandExt;
+    const JOURNAL_DIR: &str = "/run/systemd/journal";
+    std::fs::create_dir_all(JOURNAL_DIR).unwrap();
+    let source = CString::new(dir.to_str().unwrap()).unwrap();
+    let target = CString::new(JOURNAL_DIR).unwrap();
+    let fail = |what: &str| {
+        let e = std::io::Error::last_os_error();
+        Err(std::io::Error::new(e.kind(), format!("{what}: {e}")))
+    };
+    // SAFETY: between fork and exec only async-signal-safe syscalls run, on data prepared before.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return fail("unshare");
+            }
+            let none = c"none".as_ptr();
+            if libc::mount(
+                none,
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return fail("make / private");
+            }
+            if libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
+                return fail("bind");
+            }
+            Ok(())
+        });
+    }
+}
