@@ -2,6 +2,7 @@
 //! Pure apart from reading directories and the first bytes of task files.
 
 mod directives;
+pub mod probe;
 mod scan;
 mod settings;
 

@@ -62,7 +62,7 @@ impl Supervisor {
         let trc_d = self.work_dir.join("trc.d");
         let work_dir = self.work_dir.clone();
         let label = self.work_dir_label.clone();
-        let defaults = self.settings.task;
+        let defaults = self.settings.task.clone();
         let job: Job = Box::new(move || {
             let result =
                 write_task_file(&trc_d, &spec, &defaults).and_then(|(outcome, undo)| {
@@ -82,7 +82,7 @@ impl Supervisor {
     /// `reload`'s file work: the work dir scanned again (with every file's fingerprint).
     pub(super) fn submit_reload(&mut self, answer: oneshot::Sender<Answer>) {
         let work_dir = self.work_dir.clone();
-        let defaults = self.settings.task;
+        let defaults = self.settings.task.clone();
         let counts = self.cli.stage_counts();
         let trailing = !self.cli.command.is_empty();
         let job: Job = Box::new(move || {

@@ -382,7 +382,7 @@ impl Supervisor {
         // may clash with them (a restart-max-delay below RC_RESTART_DELAY).
         for stage in [Stage::Async, Stage::Sync, Stage::Halt] {
             for file in self.files.stage(stage) {
-                if let Err(e) = apply(self.settings.task, &file.directives) {
+                if let Err(e) = apply(&self.settings.task, &file.directives) {
                     error!(
                         "{}:{}: {} (with the defaults boot task {} set)",
                         file.path.display(),
