@@ -348,7 +348,11 @@ impl Supervisor {
         if may_rewrite_argv && save.argv != self.cli.task_argv() {
             match self.cli.reparse_tasks(save.argv) {
                 Ok(cli) => {
-                    if let Err(e) = self.files.check_cli_names(cli.stage_counts(), !cli.command.is_empty()) {
+                    let checked = self
+                        .files
+                        .check_cli_names(cli.stage_counts(), !cli.command.is_empty())
+                        .and_then(|()| self.files.check_dependencies(cli.async_.len()));
+                    if let Err(e) = checked {
                         error!("{}: after the command line it left: {e}", self.tasks[id].label);
                         return Err(EXIT_CONFIG);
                     }
