@@ -58,11 +58,14 @@ impl Supervisor {
     pub(super) fn control(&mut self, call: Call) {
         let Call { request, answer } = call;
         let command = request.command;
-        let changes =
-            !matches!(
-                command,
-                Command::Info | Command::List | Command::Status { .. } | Command::Logs { .. } | Command::Check { .. }
-            );
+        let changes = !matches!(
+            command,
+            Command::Info
+                | Command::List
+                | Command::Status { .. }
+                | Command::Logs { .. }
+                | Command::Check { .. }
+        );
         if changes && self.group.phase != Phase::Running {
             let why = match self.group.phase {
                 Phase::Boot => "trc is still booting",
@@ -203,7 +206,11 @@ impl Supervisor {
         TaskInfo {
             name: task.name.clone(),
             stage: task.stage.as_str().to_owned(),
-            state: task.state_word().to_owned(),
+            // A start held back by its dependencies has not begun.
+            state: match probing {
+                Some(p) if !p.waiting_for.is_empty() => "pending".to_owned(),
+                _ => task.state_word().to_owned(),
+            },
             pid: task.pid().map(|p| p.as_raw()),
             since_secs: task.since.map(|t| (now - t).as_secs_f64()),
             starts: task.machine.starts,
@@ -223,7 +230,11 @@ impl Supervisor {
     /// `stop` are left out of readiness, as for trc's own READY=1.
     fn check(&self, names: &[String]) -> Result<CheckReport, String> {
         let ids: Vec<TaskId> = if names.is_empty() {
-            self.tasks.iter().filter(|(_, t)| t.stage == Stage::Async && !t.is_removed()).map(|(id, _)| id).collect()
+            self.tasks
+                .iter()
+                .filter(|(_, t)| t.stage == Stage::Async && !t.is_removed())
+                .map(|(id, _)| id)
+                .collect()
         } else {
             names.iter().map(|n| self.find(n)).collect::<Result<_, _>>()?
         };
@@ -653,7 +664,8 @@ mod tests {
             assert!(err.contains(needle), "{:?}: {err}", spec.directives);
         }
         // The group's defaults count: a long restart-max-delay lets restart-delay be long.
-        let long = TaskSettings { restart_max_delay: std::time::Duration::from_secs(600), ..defaults.clone() };
+        let long =
+            TaskSettings { restart_max_delay: std::time::Duration::from_secs(600), ..defaults.clone() };
         assert!(task_file_text(&spec(&[("restart-delay", "1m")], &sleep), &long).is_ok());
         let bad_name = EnsureSpec { name: "x\ny".into(), ..spec(&[], &sleep) };
         assert!(task_file_text(&bad_name, &defaults).unwrap_err().contains("bad task name"));

@@ -362,7 +362,9 @@ impl Machine {
             (S::Stopping { pid, sent, deadline, killed, checks, .. }, Input::Teardown) => {
                 self.state = S::Stopping { pid, sent, deadline, killed, checks, then: Then::Teardown }
             }
-            (S::Backoff { status, .. }, Input::Teardown | Input::Ending) => self.state = S::Finished { status },
+            (S::Backoff { status, .. }, Input::Teardown | Input::Ending) => {
+                self.state = S::Finished { status }
+            }
             // Everything else changes nothing (a tick before its time, a start while running).
             _ => {}
         }
@@ -674,7 +676,13 @@ mod tests {
             want(running, down, stopping(t0, Then::Down), down, vec![A::Signal]),
             want(running, removed, stopping(t0, Then::Remove), removed, vec![A::Signal]),
             want(running, up, running, up, vec![]),
-            want(S::Starting { pid: pid(), until: None }, down, stopping(t0, Then::Down), down, vec![A::Signal]),
+            want(
+                S::Starting { pid: pid(), until: None },
+                down,
+                stopping(t0, Then::Down),
+                down,
+                vec![A::Signal],
+            ),
             want(backoff, down, S::Stopped { status: Some(1) }, down, vec![]),
             want(backoff, removed, S::Stopped { status: Some(1) }, removed, vec![A::Release]),
             want(backoff, up, S::Pending, up, vec![A::Spawn]),

@@ -362,6 +362,7 @@ impl Supervisor {
         self.begin();
         self.advance();
         let status = loop {
+            self.check_group_ready();
             self.send_status();
             self.record_groups();
             if let Some(status) = self.group.exit_status() {
@@ -369,7 +370,6 @@ impl Supervisor {
             }
             let batch = self.wait().await;
             self.handle(batch);
-            self.check_group_ready();
             // The pumps and the control connections share this thread: let them run.
             tokio::task::yield_now().await;
         };

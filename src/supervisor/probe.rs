@@ -170,7 +170,10 @@ enum Deps {
     Ready,
     Waiting(Vec<String>),
     /// This one finished for good without being ready.
-    Failed { name: String, status: i32 },
+    Failed {
+        name: String,
+        status: i32,
+    },
 }
 
 impl Supervisor {
@@ -214,7 +217,12 @@ impl Supervisor {
     /// The watch a task's log sinks match lines with (made with its log pipes).
     pub(super) fn log_watch(&mut self, id: TaskId) -> Rc<LogWatch> {
         let tx = self.probe_tx.clone();
-        self.probing.entry(id).or_default().log_watch.get_or_insert_with(|| Rc::new(LogWatch::new(id, tx))).clone()
+        self.probing
+            .entry(id)
+            .or_default()
+            .log_watch
+            .get_or_insert_with(|| Rc::new(LogWatch::new(id, tx)))
+            .clone()
     }
 
     /// Reads the readiness pipe of `ready: fd N` until a newline (or its end).
@@ -387,7 +395,8 @@ impl Supervisor {
         let run = self.probing.get(&id).map_or(0, |p| p.run);
         match probe {
             Probe::File(path) => {
-                let result = if path.exists() { Ok(()) } else { Err(format!("{} does not exist", path.display())) };
+                let result =
+                    if path.exists() { Ok(()) } else { Err(format!("{} does not exist", path.display())) };
                 self.attempt_done(id, health, result);
                 false
             }
@@ -395,7 +404,8 @@ impl Supervisor {
                 Ok(pid) => {
                     self.check_pids.insert(pid, id);
                     if let Some(p) = self.probing.get_mut(&id) {
-                        p.in_flight = Some(InFlight::Check { pid, deadline: Instant::now() + timeout, health });
+                        p.in_flight =
+                            Some(InFlight::Check { pid, deadline: Instant::now() + timeout, health });
                     }
                     true
                 }
@@ -582,9 +592,7 @@ impl Supervisor {
         let running = matches!(task.state(), State::Running { .. });
         for line in text.lines() {
             match line.split_once('=') {
-                Some(("READY", "1")) if settings.ready == Probe::Notify => {
-                    self.became_ready(id, "READY=1")
-                }
+                Some(("READY", "1")) if settings.ready == Probe::Notify => self.became_ready(id, "READY=1"),
                 Some(("STATUS", status)) => {
                     let status = crate::config::escape_controls(status);
                     let p = self.probing.entry(id).or_default();
@@ -764,7 +772,9 @@ impl Supervisor {
         };
         match task.state() {
             State::Running { .. } => None,
-            State::Starting { .. } => Some(why(&format!("starting, not ready yet ({})", task.settings().ready))),
+            State::Starting { .. } => {
+                Some(why(&format!("starting, not ready yet ({})", task.settings().ready)))
+            }
             State::Pending if probing.is_some_and(|p| !p.waiting_for.is_empty()) => Some(format!(
                 "waiting for {} to be ready",
                 probing.map(|p| p.waiting_for.join(", ")).unwrap_or_default()
@@ -794,7 +804,10 @@ impl Supervisor {
     pub(super) fn group_is_ready(&self) -> bool {
         self.group.phase == super::group::Phase::Running
             && self.tasks.iter().filter(|(_, t)| t.stage == Stage::Async && !t.is_removed()).all(|(_, t)| {
-                matches!(t.state(), State::Running { .. } | State::Finished { status: 0 } | State::Stopped { .. })
+                matches!(
+                    t.state(),
+                    State::Running { .. } | State::Finished { status: 0 } | State::Stopped { .. }
+                )
             })
     }
 
@@ -853,8 +866,9 @@ async fn tcp(addr: &str) -> Result<(), String> {
 
 /// A GET; 2xx is a pass. Only the status line is read.
 async fn http(url: &HttpUrl) -> Result<(), String> {
-    let mut stream =
-        tokio::net::TcpStream::connect(&url.addr).await.map_err(|e| format!("connect to {}: {e}", url.addr))?;
+    let mut stream = tokio::net::TcpStream::connect(&url.addr)
+        .await
+        .map_err(|e| format!("connect to {}: {e}", url.addr))?;
     let request = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: trc\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         url.path, url.host
