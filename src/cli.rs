@@ -26,11 +26,18 @@ Environment (each long option sets the variable of the same meaning; the option 
   RC_RESTART_MAX_DELAY=D  cap of the delay; a run this long resets the doubling (default 30s)
   RC_START_LIMIT=LIMIT    N in DURATION: more starts in the window and the task gives up
                           (default 5 in 60s; none for no limit)
+  RC_READY_TIMEOUT=DUR    a task with a ready: probe not ready by then fails (default 90s)
+  RC_READY_INTERVAL=DUR   how often a polled readiness probe runs (default 1s)
+  RC_HEALTH_INTERVAL=DUR  how often a health check runs (default 10s)
+  RC_HEALTH_TIMEOUT=DUR   one probe is given up after this (default 5s)
+  RC_HEALTH_RETRIES=N     failed health checks in a row that make a task unhealthy (default 3)
   RC_INSTANCE=NAME        the instance name trcctl knows this trc by (default: the work
                           dir's name; taken names get -2, -3...). Not passed on to tasks.
-A task file may set its own values in a header block (see README.md):
+A task file may set its own values in a header block (see README.md), with also
+ready:, after:, health: and watchdog: for that task alone:
   ### BEGIN TRC
   # restart: on-failure
+  # ready: tcp 127.0.0.1:5432
   ### END TRC
 
 Exit status: the group's status decided by the wait policy; 128+N when a signal N ended trc;
@@ -111,6 +118,26 @@ pub struct CommandLine {
     #[arg(long, value_name = "LIMIT", value_parser = directive("start-limit"))]
     pub start_limit: Option<String>,
 
+    /// Default time a task with a ready: probe has to be ready, or "none" (default 90s) [env: RC_READY_TIMEOUT]
+    #[arg(long, value_name = "DURATION", value_parser = directive("ready-timeout"))]
+    pub ready_timeout: Option<String>,
+
+    /// Default interval of polled readiness probes (default 1s) [env: RC_READY_INTERVAL]
+    #[arg(long, value_name = "DURATION", value_parser = directive("ready-interval"))]
+    pub ready_interval: Option<String>,
+
+    /// Default interval of health checks (default 10s) [env: RC_HEALTH_INTERVAL]
+    #[arg(long, value_name = "DURATION", value_parser = directive("health-interval"))]
+    pub health_interval: Option<String>,
+
+    /// Default time one probe may take (default 5s) [env: RC_HEALTH_TIMEOUT]
+    #[arg(long, value_name = "DURATION", value_parser = directive("health-timeout"))]
+    pub health_timeout: Option<String>,
+
+    /// Default number of failed health checks in a row that make a task unhealthy (default 3) [env: RC_HEALTH_RETRIES]
+    #[arg(long, value_name = "N", value_parser = directive("health-retries"))]
+    pub health_retries: Option<String>,
+
     /// Where records go: auto (journald when stderr is the journal), journal, console [env: RC_LOG]
     #[arg(long, value_name = "SINK", value_parser = ["auto", "journal", "console"])]
     pub log: Option<String>,
@@ -157,6 +184,11 @@ impl CommandLine {
             ("RC_RESTART_DELAY", &self.restart_delay),
             ("RC_RESTART_MAX_DELAY", &self.restart_max_delay),
             ("RC_START_LIMIT", &self.start_limit),
+            ("RC_READY_TIMEOUT", &self.ready_timeout),
+            ("RC_READY_INTERVAL", &self.ready_interval),
+            ("RC_HEALTH_INTERVAL", &self.health_interval),
+            ("RC_HEALTH_TIMEOUT", &self.health_timeout),
+            ("RC_HEALTH_RETRIES", &self.health_retries),
             ("RC_LOG", &self.log),
         ] {
             if let Some(value) = value {

@@ -16,6 +16,7 @@
 //! the record of task groups in the runtime dir, and stopping those a dead trc left.
 
 pub mod control;
+mod deps;
 mod event;
 mod files;
 mod group;
