@@ -166,5 +166,4 @@ impl Supervisor {
             }
         }
     }
-
 }

@@ -624,14 +624,16 @@ impl Supervisor {
     }
 
     /// `"healthy"` or `"unhealthy"` for a task with a health check or a watchdog; `None`
-    /// without one.
+    /// without one. Unhealthy from the failed check (or watchdog) on, while it stops and
+    /// until its next start.
     pub(super) fn health_word(&self, id: TaskId) -> Option<&'static str> {
         let task = &self.tasks[id];
         let settings = task.settings();
         let failing = matches!(
             task.state(),
             State::Stopping { then: super::machine::Then::Fail(Failure::Unhealthy | Failure::Watchdog), .. }
-        );
+        ) || (!task.is_active()
+            && matches!(task.machine.failure, Some(Failure::Unhealthy | Failure::Watchdog)));
         if failing {
             return Some("unhealthy");
         }
