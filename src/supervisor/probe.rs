@@ -364,10 +364,9 @@ impl Supervisor {
                     probing.ready_next = Some(now + settings.ready_interval);
                     (settings.ready.clone(), false)
                 }
-                State::Running { pid } if probing.health_next.is_some_and(|t| t <= now) => {
+                State::Running { .. } if probing.health_next.is_some_and(|t| t <= now) => {
                     probing.health_next = Some(now + settings.health_interval);
                     let Some(probe) = settings.health.clone() else { continue };
-                    let _ = pid;
                     (probe, true)
                 }
                 _ => continue,
