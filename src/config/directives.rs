@@ -19,6 +19,7 @@
 //! # health-timeout: 5s         # one check (health or readiness) is given up after this
 //! # health-retries: 3          # this many failed checks in a row: unhealthy
 //! # watchdog: 30s              # WATCHDOG=1 expected at least this often (sd_notify)
+//! # command: /app/srv --port 8080   # exec this argv instead of the file: no shell at all
 //! ### END TRC
 //! ```
 //!
@@ -101,6 +102,8 @@ pub struct TaskSettings {
     pub health_retries: u32,
     /// `WATCHDOG=1` expected at least this often, once it is ready.
     pub watchdog: Option<Duration>,
+    /// `command:` the argv to exec instead of the file (no shell).
+    pub command: Option<Vec<String>>,
 }
 
 impl Default for TaskSettings {
@@ -122,13 +125,14 @@ impl Default for TaskSettings {
             health_timeout: Duration::from_secs(5),
             health_retries: 3,
             watchdog: None,
+            command: None,
         }
     }
 }
 
 /// The directive keys, with the `RC_*` variable that gives each its group-wide default (none
 /// for the keys that only make sense for one task).
-pub const KEYS: [(&str, Option<&str>); 16] = [
+pub const KEYS: [(&str, Option<&str>); 17] = [
     ("restart", Some("RC_RESTART")),
     ("restart-delay", Some("RC_RESTART_DELAY")),
     ("restart-max-delay", Some("RC_RESTART_MAX_DELAY")),
@@ -145,6 +149,7 @@ pub const KEYS: [(&str, Option<&str>); 16] = [
     ("health-timeout", Some("RC_HEALTH_TIMEOUT")),
     ("health-retries", Some("RC_HEALTH_RETRIES")),
     ("watchdog", None),
+    ("command", None),
 ];
 
 /// Keys whose value is a duration (their errors quote the value).
@@ -198,6 +203,13 @@ impl TaskSettings {
                 self.health_retries = match value.parse::<u32>() {
                     Ok(n) if n >= 1 => n,
                     _ => return Err(format!("\"{value}\" is not a number of checks (1 or more)")),
+                }
+            }
+            "command" => {
+                self.command = match shlex::split(value) {
+                    Some(words) if !words.is_empty() => Some(words),
+                    Some(_) => return Err("\"command:\" needs a program (and its arguments)".to_owned()),
+                    None => return Err(format!("\"{value}\" is not a command line (unbalanced quotes?)")),
                 }
             }
             "watchdog" => {

@@ -340,6 +340,11 @@ impl Supervisor {
         if status != 0 {
             return self.end_group(status, false);
         }
+        // A boot task that ran without bash (an ELF binary, a #! script, `command:`) cannot
+        // change the shell state: what earlier boot tasks saved stays.
+        if !self.tasks[id].runs_bash {
+            return self.next_boot();
+        }
         let may_rewrite_argv = matches!(self.tasks[id].source, Source::File { .. });
         match self.take_boot_save(id, may_rewrite_argv) {
             Ok(()) => self.next_boot(),

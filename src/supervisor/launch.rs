@@ -281,6 +281,16 @@ impl Supervisor {
             }
         };
         let mut spec = match &task.source {
+            // `command:` — an argv, no shell (but bash restores what boot saved, if boot ran).
+            Source::File { .. } if task.settings().command.is_some() => {
+                let argv: Vec<OsString> =
+                    task.settings().command.iter().flatten().map(OsString::from).collect();
+                if self.boot_state.is_some() {
+                    shell(ShellKind::Argv, OsStr::new(""), &argv)
+                } else {
+                    SpawnSpec { program: argv[0].clone(), args: argv[1..].to_vec(), ..SpawnSpec::default() }
+                }
+            }
             Source::File { path, run: RunMode::Fragment } => {
                 shell(ShellKind::File, path.as_os_str(), &task_argv)
             }
