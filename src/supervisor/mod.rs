@@ -117,6 +117,7 @@ pub fn run(setup: Setup) -> i32 {
     let mut runtime_dir = match RuntimeDir::create(
         instance.as_deref().filter(|s| !s.is_empty()),
         &crate::runtime_dir::default_name(&work_dir),
+        setup.cli.runtime_dir.as_deref(),
     ) {
         Ok(dir) => dir,
         Err(e) => return config_error(&e, EXIT_CONFIG),
