@@ -96,6 +96,15 @@ impl RuntimeDir {
         &self.name
     }
 
+    /// Makes the directory and its base searchable by others (0711: not listable), so that a
+    /// task running as another user reaches the files given to it by name.
+    pub fn allow_traversal(&self) -> io::Result<()> {
+        let mode = Mode::from_bits_truncate(0o711);
+        nix::sys::stat::fchmod(&self.dir, mode)?;
+        nix::sys::stat::fchmod(&self.base, mode)?;
+        Ok(())
+    }
+
     /// Removes the directory and everything in it, then lets go of the lock.
     pub fn remove(&mut self) {
         let Some(lock) = self.lock.take() else { return };

@@ -248,6 +248,9 @@ impl Supervisor {
                 if self.group.phase != Phase::Running {
                     return;
                 }
+                // `success-exit-status`: such a status is a success for the wait policy and the
+                // group's status.
+                let status = if self.tasks[id].settings().is_success(status) { 0 } else { status };
                 let all_done = self.group.sync.queue.is_empty()
                     && !self.tasks.iter().any(|(_, t)| t.is_supervised() && t.machine.is_alive());
                 if let Some(status) = self.group.policy.task_finished(status, all_done) {

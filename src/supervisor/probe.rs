@@ -211,6 +211,11 @@ impl Supervisor {
             .clone()
     }
 
+    /// The task's notify socket, if it has one.
+    pub(super) fn notify_socket_path(&self, id: TaskId) -> Option<PathBuf> {
+        self.probing.get(&id)?.notify.as_ref().map(|(path, _)| path.clone())
+    }
+
     /// Reads the readiness pipe of `ready: fd N` until a newline (or its end).
     fn fd_reader(&self, id: TaskId, read: OwnedFd) -> JoinHandle<()> {
         let tx = self.probe_tx.clone();
