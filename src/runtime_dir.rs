@@ -52,7 +52,11 @@ impl RuntimeDir {
     /// The base is `DIR/trc` when `explicit` (`--runtime-dir`) or `RC_RUNTIME_DIR` gives DIR,
     /// else the first place of [`base_dirs`] where trc can make its base; the error names every
     /// place tried.
-    pub fn create(requested: Option<&str>, default_name: &str, explicit: Option<&Path>) -> io::Result<RuntimeDir> {
+    pub fn create(
+        requested: Option<&str>,
+        default_name: &str,
+        explicit: Option<&Path>,
+    ) -> io::Result<RuntimeDir> {
         if let Some(name) = requested {
             check_name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         }

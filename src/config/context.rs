@@ -34,7 +34,9 @@ pub fn parse_user(text: &str) -> Result<RunAs, String> {
     } else {
         match nix::unistd::User::from_name(user) {
             Ok(Some(u)) => named(&u)?,
-            Ok(None) => return Err(format!("no user \"{user}\" (not in /etc/passwd; a number works without it)")),
+            Ok(None) => {
+                return Err(format!("no user \"{user}\" (not in /etc/passwd; a number works without it)"))
+            }
             Err(e) => return Err(format!("cannot look up user \"{user}\": {e}")),
         }
     };
@@ -45,7 +47,8 @@ pub fn parse_user(text: &str) -> Result<RunAs, String> {
 }
 
 fn named(u: &nix::unistd::User) -> Result<RunAs, String> {
-    let name = std::ffi::CString::new(u.name.as_str()).map_err(|_| format!("bad user name \"{}\"", u.name))?;
+    let name =
+        std::ffi::CString::new(u.name.as_str()).map_err(|_| format!("bad user name \"{}\"", u.name))?;
     let groups = nix::unistd::getgrouplist(&name, u.gid)
         .map(|gs| gs.into_iter().map(|g| g.as_raw()).collect())
         .unwrap_or_else(|_| vec![u.gid.as_raw()]);

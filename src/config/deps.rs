@@ -28,7 +28,10 @@ impl TaskFiles {
                 return Err(err(
                     &file.path,
                     d.line,
-                    format!("\"{}:\" is not for boot tasks (they run as trc's user: what they set becomes trc's)", d.key),
+                    format!(
+                        "\"{}:\" is not for boot tasks (they run as trc's user: what they set becomes trc's)",
+                        d.key
+                    ),
                 ));
             }
         }

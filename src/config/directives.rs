@@ -29,9 +29,9 @@
 
 use super::context::{self, Limit, RunAs};
 use super::probe::{parse_names, Probe};
-use std::path::PathBuf;
 use nix::sys::signal::Signal;
 use std::path::Path;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -299,7 +299,7 @@ impl TaskSettings {
                     })
                     .collect::<Result<_, _>>()?;
             }
-            "forward-signals" => self.forward_signals = parse_signals(value)?,
+            "forward-signals" => self.forward_signals = parse_forwardable(value)?,
             "watchdog" => {
                 self.watchdog = match value {
                     "none" | "0" => None,
@@ -352,9 +352,38 @@ impl TaskSettings {
 /// Only root may run a task as another user or group.
 fn check_may_switch(what: &str, other: bool) -> Result<(), String> {
     if other && !nix::unistd::geteuid().is_root() {
-        return Err(format!("\"{what}:\" needs trc to run as root (it runs as uid {})", nix::unistd::geteuid()));
+        return Err(format!(
+            "\"{what}:\" needs trc to run as root (it runs as uid {})",
+            nix::unistd::geteuid()
+        ));
     }
     Ok(())
+}
+
+/// Signals trc can pass on to tasks: those that would end it, and WINCH.
+pub const FORWARDABLE: [Signal; 12] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGABRT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGTERM,
+    Signal::SIGXCPU,
+    Signal::SIGXFSZ,
+    Signal::SIGVTALRM,
+    Signal::SIGWINCH,
+];
+
+/// A list of signals trc can forward (`HUP,USR2` or `HUP USR2`).
+pub fn parse_forwardable(text: &str) -> Result<Vec<Signal>, String> {
+    let signals = parse_signals(text)?;
+    if let Some(bad) = signals.iter().find(|s| !FORWARDABLE.contains(s)) {
+        let names: Vec<&str> = FORWARDABLE.iter().map(|s| s.as_str().trim_start_matches("SIG")).collect();
+        return Err(format!("{} cannot be forwarded (these can: {})", bad.as_str(), names.join(", ")));
+    }
+    Ok(signals)
 }
 
 /// `HUP,USR2` or `HUP USR2`.

@@ -280,7 +280,8 @@ impl Supervisor {
             }
         }
         for (path, optional) in &settings.env_files {
-            let vars = crate::config::context::read_env_file(path, *optional).map_err(std::io::Error::other)?;
+            let vars =
+                crate::config::context::read_env_file(path, *optional).map_err(std::io::Error::other)?;
             env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
         }
         env.extend(settings.env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));

@@ -139,6 +139,9 @@ pub fn run(setup: Setup) -> i32 {
     local.block_on(&runtime, async move {
         let mut watched: Vec<i32> = signals::TERMINATING.to_vec();
         watched.push(libc::SIGCHLD);
+        if settings.forward_signals.contains(&Signal::SIGWINCH) {
+            watched.push(libc::SIGWINCH);
+        }
         let signals = match signals::Watch::new(&watched) {
             Ok(signals) => signals,
             Err(e) => {
@@ -439,6 +442,9 @@ impl Supervisor {
         }
         if waiting > 0 {
             line.push_str(&format!("; {waiting} waiting to restart"));
+        }
+        if self.group.draining.is_some() {
+            line.push_str("; draining (stop signal received)");
         }
         line
     }

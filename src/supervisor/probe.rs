@@ -648,6 +648,7 @@ impl Supervisor {
     /// trc's own `READY=1`.
     pub(super) fn group_is_ready(&self) -> bool {
         self.group.phase == super::group::Phase::Running
+            && self.group.draining.is_none()
             && self.tasks.iter().filter(|(_, t)| t.stage == Stage::Async && !t.is_removed()).all(|(_, t)| {
                 matches!(
                     t.state(),
