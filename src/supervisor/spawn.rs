@@ -619,9 +619,21 @@ mod tests {
             assert!(spawned.go.is_none());
             assert_eq!(reap(spawned.pid), WaitStatus::Exited(spawned.pid, status), "{program}");
             let error = spawned.exec_report.take().expect("an exec error");
-            assert_eq!(error.raw_os_error(), Some(errno), "{program}: {error}");
+            assert_eq!(
+                (error.error.raw_os_error(), error.at_exec),
+                (Some(errno), true),
+                "{program}: {error}"
+            );
             assert!(spawned.exec_report.take().is_none(), "the report is taken once");
         }
+        // A step of the context that fails is reported as that step, with status 126.
+        let mut bad_cwd = spec("/bin/true", &[]);
+        bad_cwd.context.cwd = Some("/nonexistent/trc-test-dir".into());
+        let spawned = spawn(&bad_cwd).unwrap();
+        assert_eq!(reap(spawned.pid), WaitStatus::Exited(spawned.pid, 126));
+        let error = spawned.exec_report.take().expect("a cwd error");
+        assert!(!error.at_exec);
+        assert_eq!(error.to_string(), "cannot enter its cwd: No such file or directory (os error 2)");
         // A name not in $PATH fails before the fork.
         let error = spawn(&spec("trc-test-no-such-program", &[])).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
