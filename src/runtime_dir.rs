@@ -66,8 +66,12 @@ impl RuntimeDir {
         };
         let mut tried = Vec::new();
         for (source, path) in places {
+            // A base that exists is used or refused (another user's, a symlink...): trc never
+            // goes elsewhere for it. Only one that cannot be made sends trc to the next place.
+            let existed = path.symlink_metadata().is_ok();
             let base = match Base::open(path) {
                 Ok(base) => base,
+                Err(e) if existed => return Err(e),
                 Err(e) => {
                     tried.push(format!("{source}: {e}"));
                     continue;
