@@ -240,6 +240,9 @@ impl Supervisor {
         };
         let mut report = CheckReport::default();
         match self.group.phase {
+            Phase::Running if self.group.draining.is_some() => {
+                report.not_ready.push("trc: stopping soon (draining: --stop-delay)".to_owned())
+            }
             Phase::Running => {}
             Phase::Boot => report.not_ready.push("trc: still booting".to_owned()),
             _ => report.not_ready.push("trc: stopping".to_owned()),
