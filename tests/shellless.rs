@@ -473,7 +473,7 @@ fn no_writable_place_for_the_runtime_dir_is_78_naming_every_place_tried_and_the_
 /// As root under a read-only root, `/run/trc` is one of the places (README, "Runtime dir"): the
 /// error names it too, not only `$TMPDIR`.
 #[test]
-#[ignore = "bug: /run is left out of the places tried when it is not writable (and $XDG_RUNTIME_DIR when it is not a dir): the 78 names only $TMPDIR"]
+
 fn as_root_under_a_read_only_root_the_error_names_run_too() {
     if !can_use_namespaces("as_root_under_a_read_only_root_the_error_names_run_too") {
         return;
@@ -559,7 +559,7 @@ fn elf_and_command_boot_tasks_then_an_async_task_all_run() {
 /// A non-shell boot task after a shell boot task: the boot goes on, and what the shell boot
 /// tasks set (before and after it) reaches the async task.
 #[test]
-#[ignore = "bug: after a shell boot task, a non-shell boot task (ELF, #!, command:) ends the group with 0: nothing after it runs"]
+
 fn a_non_shell_boot_task_after_a_shell_boot_task_lets_the_boot_go_on() {
     let test = "a_non_shell_boot_task_after_a_shell_boot_task_lets_the_boot_go_on";
     let tmp = tempfile::tempdir().unwrap();

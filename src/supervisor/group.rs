@@ -417,7 +417,7 @@ impl Supervisor {
         }
         // A boot task that ran without bash (an ELF binary, a #! script, `command:`) cannot
         // change the shell state: what earlier boot tasks saved stays.
-        if !self.tasks[id].runs_bash {
+        if !self.tasks[id].is_shell_code() {
             return self.next_boot();
         }
         let may_rewrite_argv = matches!(self.tasks[id].source, Source::File { .. });
