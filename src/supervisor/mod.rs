@@ -122,6 +122,21 @@ pub fn run(setup: Setup) -> i32 {
         Ok(dir) => dir,
         Err(e) => return config_error(&e, EXIT_CONFIG),
     };
+    // Tasks that run as another user must reach their files in it.
+    for stage in crate::config::Stage::ALL {
+        for file in files.stage(stage) {
+            let Ok(task) = crate::config::apply(&settings.task, &file.directives) else { continue };
+            let uid = task.user.as_ref().map_or(nix::unistd::geteuid().as_raw(), |u| u.uid);
+            let gid =
+                task.group.or(task.user.as_ref().map(|u| u.gid)).unwrap_or(nix::unistd::getegid().as_raw());
+            if uid == nix::unistd::geteuid().as_raw() && gid == nix::unistd::getegid().as_raw() {
+                continue;
+            }
+            if let Some(why) = launch::unreachable_runtime_dir(runtime_dir.path(), uid, gid) {
+                return config_error(&format!("{}: {why}", file.path.display()), EXIT_CONFIG);
+            }
+        }
+    }
     // A trc of this instance that died suddenly may have left processes: they go before
     // anything of ours starts.
     if let Some(stale) = runtime_dir.take_stale_groups() {
