@@ -191,7 +191,7 @@ impl Supervisor {
             ),
             Stage::Boot => debug!("boot task {} exited (exitcode={status})", task.label),
         }
-        if matches!(task.source, Source::Argv(_)) && self.terminal {
+        if task.stage != Stage::Async && self.terminal {
             // Take the terminal back, so that Ctrl-C reaches trc again.
             let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
         }
@@ -440,6 +440,11 @@ impl Supervisor {
                 }
                 (Err(e), _) | (_, Err(e)) => error!("{}: cannot open its log pipe: {e}", task.label),
             }
+        }
+        // A foreground task (boot, sync, halt: one at a time) gets the terminal while it runs,
+        // so that it can read it (TrivialRC's tasks share its terminal) and Ctrl-C reaches it.
+        if task.stage != Stage::Async {
+            spec.foreground = self.terminal;
         }
         env.append(&mut spec.env);
         spec.env = env;

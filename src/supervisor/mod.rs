@@ -253,8 +253,14 @@ fn choose_journal(setup: &Setup) -> Option<Arc<Journal>> {
 }
 
 fn config_error(e: &dyn std::fmt::Display, status: i32) -> i32 {
-    // Through the writer, so that it comes after what trc has queued for stderr already.
-    crate::logs::writer::write(crate::logs::pipe::Output::Stderr, format!("trc: {e}\n").into_bytes());
+    // Through the writer, so that it comes after what trc has queued for stderr already. When
+    // stderr is the journal (a systemd service), the syslog prefix `<3>` makes it an error
+    // there (journald strips it), not the stream's default info.
+    let priority = if crate::logs::journal::stderr_is_journal() { "<3>" } else { "" };
+    crate::logs::writer::write(
+        crate::logs::pipe::Output::Stderr,
+        format!("{priority}trc: {e}\n").into_bytes(),
+    );
     status
 }
 
