@@ -173,14 +173,24 @@ impl Supervisor {
             error!(ns = task.stage.ns(), pid = pid.as_raw(), "cannot start {}: {e}{hint}", task.label);
         }
         match task.stage {
-            Stage::Async | Stage::Sync => info!(
-                ns = task.stage.ns(),
-                pid = pid.as_raw(),
-                task = task.name.as_str(),
-                "Exiting in the {} (exitcode={status}): {}",
-                task.ns_long(),
-                task.label
-            ),
+            Stage::Async | Stage::Sync => {
+                // TrivialRC's debug lines of the task's subshell traps.
+                let ns = task.stage.ns();
+                if status > 128 {
+                    debug!(ns, pid = pid.as_raw(), "sig-trap (exitcode={status})");
+                } else if status != 0 {
+                    debug!(ns, pid = pid.as_raw(), "err-trap (exitcode={status})");
+                }
+                debug!(ns, pid = pid.as_raw(), "exit-trap (exitcode={status})");
+                info!(
+                    ns,
+                    pid = pid.as_raw(),
+                    task = task.name.as_str(),
+                    "Exiting in the {} (exitcode={status}): {}",
+                    task.ns_long(),
+                    task.label
+                )
+            }
             Stage::Halt => info!(
                 task = task.name.as_str(),
                 stage = "halt",
@@ -375,10 +385,13 @@ impl Supervisor {
                 arg0: &self.arg0,
                 stop_signal: task.settings().stop_signal,
                 after_state: after_state.as_deref(),
+                prelude_file: self.prelude_file.as_deref(),
+                name: &task.name,
             }
             .command();
             SpawnSpec {
                 program: command.program,
+                arg0: Some(command.title),
                 args: command.args,
                 env: command.env,
                 ..SpawnSpec::default()

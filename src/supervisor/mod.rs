@@ -172,6 +172,8 @@ pub fn run(setup: Setup) -> i32 {
         };
         let mut env = vec![
             (OsString::from("RC_WORK_DIR"), OsString::from(&work_dir_label)),
+            // TrivialRC's tasks see its `work_dir` variable.
+            (OsString::from("work_dir"), OsString::from(&work_dir_label)),
             (OsString::from("MAINPID"), OsString::from(std::process::id().to_string())),
             (OsString::from("SELF_NAME"), OsString::from(&setup.self_name)),
             (OsString::from("TRC_INSTANCE"), OsString::from(runtime_dir.name())),
@@ -185,6 +187,13 @@ pub fn run(setup: Setup) -> i32 {
                 }
             });
         }
+        let prelude_file = match crate::shell::write_prelude(runtime_dir.path()) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                warn!("cannot write the shell prelude into the runtime dir ({e}): shell tasks get it inline");
+                None
+            }
+        };
         let (jobs_tx, jobs) = mpsc::unbounded_channel();
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let supervisor = Supervisor {
@@ -224,6 +233,7 @@ pub fn run(setup: Setup) -> i32 {
             blocked: Vec::new(),
             teardown_held: Vec::new(),
             ready_sent: false,
+            prelude_file,
         };
         supervisor.run().await
     })
@@ -356,6 +366,8 @@ struct Supervisor {
     teardown_held: Vec<TaskId>,
     /// trc's own READY=1 has been sent.
     ready_sent: bool,
+    /// The bash prelude as a file in the runtime dir (shell tasks source it).
+    prelude_file: Option<PathBuf>,
 }
 
 /// A task's two log pipes, their pumps and its recent lines.
