@@ -212,6 +212,17 @@ ok "the worker task logged: $(echo "$logs" | grep -m1 'worker: tick')"
 pm healthcheck run "$name" >/dev/null || fail "podman healthcheck run (the image's HEALTHCHECK) failed"
 ok "podman healthcheck run: healthy"
 
+# What a Kubernetes container restart does with the emptyDir: the new trc finds the runtime dir
+# of one that was SIGKILLed (lock free, socket dead) and takes it over.
+say "podman kill -s KILL, then podman start: trc takes over the runtime dir left in the volume"
+pm kill -s KILL "$name" >/dev/null
+pm wait "$name" >/dev/null
+left=$(find "$tmp/storage/volumes" -maxdepth 4 -path '*/_data/trc/*')
+[ -n "$left" ] || fail "no runtime dir left in the volume after SIGKILL"
+echo "left behind: $left"
+pm start "$name" >/dev/null
+wait_ready "$name" 30
+
 say "podman stop -t $grace: SIGTERM, trc stops its tasks and exits 143 within the grace period"
 t0=$(now_ms)
 pm stop -t "$grace" "$name" >/dev/null
