@@ -263,8 +263,10 @@ kpid=$(pm inspect -f '{{.State.Pid}}' "$pod_ctr")
 check_ids "trc in the pod" "$kpid"
 awk '$5 == "/" {print $6}' "/proc/$kpid/mountinfo" | grep -q '^ro' || fail "the pod's root file system is not read-only"
 awk '$5 == "/run/trc"' "/proc/$kpid/mountinfo" | grep -q . || fail "no emptyDir mounted on /run/trc in the pod"
+grep -q '^CapEff:	0000000000000000$' "/proc/$kpid/status" || fail "trc has capabilities in the pod (drop: [ALL])"
+grep -q '^NoNewPrivs:	1$' "/proc/$kpid/status" || fail "no_new_privs is not set in the pod (allowPrivilegeEscalation: false)"
 pm exec "$pod_ctr" /usr/bin/trcctl check >/dev/null || fail "the liveness probe (trcctl check) fails in the pod"
-ok "the pod runs: trc is PID 1 as $uid, read-only root, emptyDir on /run/trc, the probes' commands pass"
+ok "the pod runs: trc is PID 1 as $uid, no capabilities, no_new_privs, read-only root, emptyDir on /run/trc, the probes' commands pass"
 pm kube down "$tmp/deployment.yaml" >/dev/null
 [ -z "$(pm pod ps -q)" ] || fail "podman kube down left a pod"
 ok "podman kube down removed the pod"
