@@ -31,6 +31,9 @@ Environment (each long option sets the variable of the same meaning; the option 
   RC_HEALTH_INTERVAL=DUR  how often a health check runs (default 10s)
   RC_HEALTH_TIMEOUT=DUR   one probe is given up after this (default 5s)
   RC_HEALTH_RETRIES=N     failed health checks in a row that make a task unhealthy (default 3)
+  RC_FORWARD_SIGNALS=LIST pass these signals (HUP,USR2) to the async tasks instead of ending
+  RC_STOP_DELAY=DUR       on the first terminating signal, report not ready for this long first
+  RC_RUNTIME_DIR=DIR      make the runtime dir below DIR (DIR/trc/NAME); trcctl looks there too
   RC_INSTANCE=NAME        the instance name trcctl knows this trc by (default: the work
                           dir's name; taken names get -2, -3...). Not passed on to tasks.
 A task file may set its own values in a header block (see README.md), with also
@@ -142,6 +145,19 @@ pub struct CommandLine {
     #[arg(long, value_name = "SINK", value_parser = ["auto", "journal", "console"])]
     pub log: Option<String>,
 
+    /// Signals passed to the process group of every running async task (or of those whose
+    /// forward-signals: names them) instead of ending trc, e.g. HUP,USR2 [env: RC_FORWARD_SIGNALS]
+    #[arg(long, value_name = "LIST")]
+    pub forward_signals: Option<String>,
+
+    /// On the first terminating signal, report not ready and wait this long before stopping the tasks (a drain delay) [env: RC_STOP_DELAY]
+    #[arg(long, value_name = "DURATION")]
+    pub stop_delay: Option<String>,
+
+    /// Where trc makes its runtime dir (DIR/trc/NAME), instead of $XDG_RUNTIME_DIR, /run or $TMPDIR: e.g. an emptyDir or tmpfs under a read-only root [env: RC_RUNTIME_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<std::path::PathBuf>,
+
     /// This instance's name: its runtime dir and what `trcctl --instance` takes (default: the
     /// work dir's name, or the next free `NAME-N`) [env: RC_INSTANCE]
     #[arg(long, value_name = "NAME")]
@@ -190,10 +206,17 @@ impl CommandLine {
             ("RC_HEALTH_TIMEOUT", &self.health_timeout),
             ("RC_HEALTH_RETRIES", &self.health_retries),
             ("RC_LOG", &self.log),
+            ("RC_FORWARD_SIGNALS", &self.forward_signals),
+            ("RC_STOP_DELAY", &self.stop_delay),
         ] {
             if let Some(value) = value {
                 vars.push((var, value.clone()));
             }
+        }
+        // For trcctl in a task: it finds this trc where trc made its runtime dir.
+        if let Some(dir) = &self.runtime_dir {
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            vars.push(("RC_RUNTIME_DIR", dir.to_string_lossy().into_owned()));
         }
         vars
     }

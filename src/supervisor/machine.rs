@@ -292,7 +292,9 @@ impl Machine {
             (S::Stopping { then, .. }, Input::Exited { status, .. }) => match then {
                 Then::Fail(failure) => {
                     self.failure = Some(failure);
-                    self.exited(if status == 0 { 1 } else { status }, false, now, &mut actions)
+                    // A failure whatever the status: one that would count as success is 1.
+                    let status = if self.settings.is_success(status) { 1 } else { status };
+                    self.exited(status, false, now, &mut actions)
                 }
                 Then::Down => self.state = S::Stopped { status: Some(status) },
                 Then::Remove => {

@@ -211,6 +211,11 @@ impl Supervisor {
             .clone()
     }
 
+    /// The task's notify socket, if it has one.
+    pub(super) fn notify_socket_path(&self, id: TaskId) -> Option<PathBuf> {
+        self.probing.get(&id)?.notify.as_ref().map(|(path, _)| path.clone())
+    }
+
     /// Reads the readiness pipe of `ready: fd N` until a newline (or its end).
     fn fd_reader(&self, id: TaskId, read: OwnedFd) -> JoinHandle<()> {
         let tx = self.probe_tx.clone();
@@ -643,6 +648,7 @@ impl Supervisor {
     /// trc's own `READY=1`.
     pub(super) fn group_is_ready(&self) -> bool {
         self.group.phase == super::group::Phase::Running
+            && self.group.draining.is_none()
             && self.tasks.iter().filter(|(_, t)| t.stage == Stage::Async && !t.is_removed()).all(|(_, t)| {
                 matches!(
                     t.state(),
