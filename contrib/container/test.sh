@@ -33,7 +33,7 @@ skip() {
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 [ "$(id -u)" = 0 ] || skip "needs root (rootful podman; rootless would need subuid ranges beyond $uid)"
-for tool in podman runc catatonit gcc cargo rustc python3; do
+for tool in podman runc catatonit nsenter gcc cargo rustc python3; do
     command -v "$tool" >/dev/null || skip "$tool is not installed (Debian: podman runc catatonit gcc libc6-dev python3)"
 done
 
@@ -267,6 +267,46 @@ grep -q '^CapEff:	0000000000000000$' "/proc/$kpid/status" || fail "trc has capab
 grep -q '^NoNewPrivs:	1$' "/proc/$kpid/status" || fail "no_new_privs is not set in the pod (allowPrivilegeEscalation: false)"
 pm exec "$pod_ctr" /usr/bin/trcctl check >/dev/null || fail "the liveness probe (trcctl check) fails in the pod"
 ok "the pod runs: trc is PID 1 as $uid, no capabilities, no_new_privs, read-only root, emptyDir on /run/trc, the probes' commands pass"
+
+# The manifest's RC_STOP_DELAY: on SIGTERM, not ready at once, the tasks stopped only after it.
+# (`podman pod stop`, as Kubernetes deletes a pod: a container that dies by itself would be
+# restarted, the manifest being a Deployment's with restartPolicy Always.)
+delay=$(awk '/name: RC_STOP_DELAY/ {getline; sub(/s$/, "", $2); print $2}' "$tmp/deployment.yaml")
+[[ "$delay" =~ ^[0-9]+$ ]] || fail "no RC_STOP_DELAY in seconds in deployment.yaml"
+grace_k8s=$(awk '/terminationGracePeriodSeconds:/ {print $2}' "$tmp/deployment.yaml")
+say "podman pod stop -t $grace_k8s: not ready while trc drains (RC_STOP_DELAY=${delay}s), then 143 within ${grace_k8s}s"
+# trcctl in the container's mount and pid namespaces, as its user, entered from the host:
+# `podman exec` waits while `podman pod stop` holds the container's lock.
+ns_trcctl() {
+    env -i RC_RUNTIME_DIR=/run/trc nsenter -t "$kpid" -m -p -S "$uid" -G "$uid" /usr/bin/trcctl "$@"
+}
+ns_trcctl check --ready || fail "trcctl check --ready through nsenter fails before the stop"
+pod=$(pm inspect -f '{{.Pod}}' "$pod_ctr")
+t0=$(now_ms)
+pm pod stop -t "$grace_k8s" "$pod" >/dev/null &
+stopper=$!
+drained=
+while kill -0 "$stopper" 2>/dev/null; do
+    status=0
+    out=$(ns_trcctl check --ready 2>&1) || status=$?
+    if [ "$status" = 1 ] && [[ "$out" == *"stopping soon"* ]]; then
+        drained="$(($(now_ms) - t0)) ms after podman pod stop: $(echo "$out" | head -1)"
+        break
+    fi
+    [ "$status" = 0 ] || break # trc is gone
+    sleep 0.1
+done
+[ -n "$drained" ] || fail "trcctl check --ready never said 'stopping soon' during the stop delay: $out"
+ok "draining: trcctl check --ready exits 1, $drained"
+ns_trcctl check || fail "the liveness probe (trcctl check) fails while trc drains"
+ok "draining: trcctl check (liveness) still exits 0"
+wait "$stopper" || fail "podman pod stop failed"
+elapsed=$(($(now_ms) - t0))
+status=$(pm inspect -f '{{.State.ExitCode}}' "$pod_ctr")
+[ "$status" = 143 ] || fail "the pod's trc exited with $status, expected 143 (137: SIGKILLed after the grace period)"
+[ "$elapsed" -ge $((delay * 1000)) ] || fail "the pod stopped after ${elapsed} ms, before trc's stop delay"
+[ "$elapsed" -lt $((grace_k8s * 1000)) ] || fail "the pod took ${elapsed} ms to stop, more than its grace period"
+ok "exit status 143, the pod stopped after ${elapsed} ms"
 pm kube down "$tmp/deployment.yaml" >/dev/null
 [ -z "$(pm pod ps -q)" ] || fail "podman kube down left a pod"
 ok "podman kube down removed the pod"
