@@ -65,13 +65,22 @@ impl RuntimeDir {
             None => base_dirs(),
         };
         let mut tried = Vec::new();
+        if explicit.is_none() {
+            if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+                if !Path::new(&xdg).is_dir() {
+                    tried.push(format!("$XDG_RUNTIME_DIR: {} is not a directory", Path::new(&xdg).display()));
+                }
+            }
+        }
         for (source, path) in places {
             // A base that exists is used or refused (another user's, a symlink...): trc never
             // goes elsewhere for it. Only one that cannot be made sends trc to the next place.
+            // A read-only file system sends trc to the next place in any case.
             let existed = path.symlink_metadata().is_ok();
+            let read_only = |e: &io::Error| e.kind() == io::ErrorKind::ReadOnlyFilesystem;
             let base = match Base::open(path) {
                 Ok(base) => base,
-                Err(e) if existed => return Err(e),
+                Err(e) if existed && !read_only(&e) => return Err(e),
                 Err(e) => {
                     tried.push(format!("{source}: {e}"));
                     continue;
@@ -82,7 +91,10 @@ impl RuntimeDir {
                 // Nothing left behind: not even a base dir this call made.
                 base.remove_if_made();
             }
-            return taken;
+            match taken {
+                Err(e) if read_only(&e) => tried.push(format!("{source}: {e}")),
+                taken => return taken,
+            }
         }
         Err(io::Error::other(format!(
             "cannot make a runtime dir; tried {}. Give a writable directory with --runtime-dir DIR or RC_RUNTIME_DIR=DIR (trc makes its own private dirs below it)",
@@ -351,10 +363,7 @@ pub fn base_dirs() -> Vec<(&'static str, PathBuf)> {
         }
     }
     let uid = nix::unistd::geteuid();
-    if uid.is_root()
-        && Path::new("/run").is_dir()
-        && nix::unistd::access("/run", nix::unistd::AccessFlags::W_OK).is_ok()
-    {
+    if uid.is_root() && Path::new("/run").is_dir() {
         places.push(("/run", PathBuf::from("/run/trc")));
     }
     places.push(("$TMPDIR", std::env::temp_dir().join(format!("trc-{uid}"))));

@@ -1,4 +1,7 @@
-//! The bash bridge. Shell tasks run as `bash -c PRELUDE`, which defines TrivialRC's integrated
+//! The bash bridge. Shell tasks run as `bash -c '. PRELUDE_FILE'` (the prelude written once into
+//! the runtime dir; inline with `-c PRELUDE` when it could not be), with an argv[0] that names
+//! the task (`trc: async web`, what `ps`, `pgrep -f` and `systemctl status` show), which
+//! defines TrivialRC's integrated
 //! functions (`say`, `log`, `warn`, `err`, `debug`, `run`), restores what boot set, and then
 //! sources the task file inside a function (so `local` works) or evals the command string.
 //!
@@ -90,6 +93,21 @@ pub struct ShellTask<'a> {
     pub arg0: &'a OsStr,
     /// The signal trc stops the task with (see [`DEFAULT_WHEN_STOP_SIGNAL`]).
     pub stop_signal: nix::sys::signal::Signal,
+    /// Bash code run right after the boot state is restored: the task's own settings that
+    /// must win over it (its `cwd:`, `umask:`, variables).
+    pub after_state: Option<&'a str>,
+    /// The prelude written as a file (see [`write_prelude`]); inline when `None`.
+    pub prelude_file: Option<&'a Path>,
+    /// The task's name, for its process title.
+    pub name: &'a str,
+}
+
+/// Writes the prelude into `dir` (mode 0644: it is no secret, and tasks of other users source
+/// it too) and returns its path.
+pub fn write_prelude(dir: &Path) -> std::io::Result<PathBuf> {
+    let path = dir.join("prelude.bash");
+    crate::fsutil::write_atomically(&path, prelude().as_bytes(), 0o644)?;
+    Ok(path)
 }
 
 impl ShellTask<'_> {
@@ -104,16 +122,27 @@ impl ShellTask<'_> {
             (ShellKind::File, _) => "task-file",
             (ShellKind::Command, _) => "task-cmd",
         };
+        let script = match self.prelude_file {
+            Some(path) => {
+                let mut dot = OsString::from(". ");
+                dot.push(shlex::try_quote(&path.to_string_lossy()).unwrap_or_default().as_ref());
+                dot
+            }
+            None => OsString::from(prelude()),
+        };
         let mut args: Vec<OsString> =
-            ["--noprofile", "--norc", "-c", prelude()].into_iter().map(OsString::from).collect();
+            ["--noprofile", "--norc", "-c"].into_iter().map(OsString::from).collect();
+        args.push(script);
         args.push(self.arg0.to_owned());
         args.extend(self.args.iter().cloned());
         let path = |p: Option<&Path>| p.map(|p| p.as_os_str().to_owned()).unwrap_or_default();
         let stop = self.stop_signal as i32;
         let untrapped =
             if DEFAULT_WHEN_STOP_SIGNAL.contains(&stop) { stop.to_string() } else { String::new() };
+        let stage = self.stage.as_str();
         ShellCommand {
             program: OsString::from("bash"),
+            title: OsString::from(format!("trc: {stage} {}", self.name)),
             args,
             env: vec![
                 ("_TRC_KIND".into(), kind.into()),
@@ -122,6 +151,7 @@ impl ShellTask<'_> {
                 ("_TRC_STATE".into(), path(self.state)),
                 ("_TRC_SAVE".into(), path(self.save_to)),
                 ("_TRC_UNTRAPPED".into(), untrapped.into()),
+                ("_TRC_AFTER".into(), self.after_state.unwrap_or_default().into()),
             ],
         }
     }
@@ -132,6 +162,8 @@ impl ShellTask<'_> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShellCommand {
     pub program: OsString,
+    /// argv[0]: the process title.
+    pub title: OsString,
     pub args: Vec<OsString>,
     pub env: Vec<(OsString, OsString)>,
 }
@@ -209,6 +241,9 @@ mod tests {
             save_to: None,
             arg0: OsStr::new("trc"),
             stop_signal,
+            after_state: None,
+            prelude_file: None,
+            name: "t",
         };
         let spec = task.command();
         spec.env.into_iter().find(|(k, _)| k == "_TRC_UNTRAPPED").map(|(_, v)| v).unwrap()

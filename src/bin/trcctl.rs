@@ -166,6 +166,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
     let options = control::Options { instance, user: cli.user };
     let mut manager = control::open(cli.manager, &options)?;
+    if cli.manager == ManagerKind::Auto && manager.kind() == "tmux" {
+        // Say which manager `auto` picked when it is the fallback: an empty table is not
+        // "nothing runs" on a machine whose manager was not found.
+        eprintln!("trcctl: using tmux (no trc instance answers, systemd is not PID 1, no runsvdir runs); choose one with --manager");
+    }
     let json = cli.json;
     match cli.verb {
         Verb::List => {

@@ -268,7 +268,9 @@ impl TaskSettings {
             }
             "user" => {
                 let run_as = context::parse_user(value)?;
-                check_may_switch("user", run_as.uid != nix::unistd::geteuid().as_raw())?;
+                let other = run_as.uid != nix::unistd::geteuid().as_raw()
+                    || run_as.gid != nix::unistd::getegid().as_raw();
+                check_may_switch("user", other)?;
                 self.user = Some(run_as);
             }
             "group" => {

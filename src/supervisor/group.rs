@@ -323,6 +323,17 @@ impl Supervisor {
                 let all_done = self.group.sync.queue.is_empty()
                     && !self.tasks.iter().any(|(_, t)| t.is_supervised() && t.machine.is_alive());
                 if let Some(status) = self.group.policy.task_finished(status, all_done) {
+                    if self.settings.wait_policy == WaitPolicy::Any {
+                        let task = &self.tasks[id];
+                        debug!(
+                            ns = task.stage.ns(),
+                            pid = task.last_pid.map_or(0, Pid::as_raw),
+                            "terminating the main process <pid={}>",
+                            std::process::id()
+                        );
+                        // TrivialRC's main shell then takes that TERM in its signal trap.
+                        debug!("sig-trap (exitcode={})", policy::signal_status(libc::SIGTERM));
+                    }
                     self.end_group(status, true);
                 }
             }
@@ -384,6 +395,7 @@ impl Supervisor {
         }
         self.group.status = Some(status);
         self.group.halt_after_teardown = halt;
+        debug!("exit-trap (exitcode={status})");
         self.begin_teardown();
     }
 
@@ -417,7 +429,7 @@ impl Supervisor {
         }
         // A boot task that ran without bash (an ELF binary, a #! script, `command:`) cannot
         // change the shell state: what earlier boot tasks saved stays.
-        if !self.tasks[id].runs_bash {
+        if !self.tasks[id].is_shell_code() {
             return self.next_boot();
         }
         let may_rewrite_argv = matches!(self.tasks[id].source, Source::File { .. });

@@ -89,7 +89,7 @@ impl Supervisor {
             let mut spec = self.spec_for(id, save_to.as_deref(), env, state.as_deref());
             spec.context = context;
             self.probe_prepare(id, &mut spec);
-            self.open_runtime_files(id);
+            self.open_runtime_files(id)?;
             self.tasks[id].runs_bash = spec.program == "bash";
             spawn::spawn(&spec)
             // The child has its copy of the readiness pipe's write end: ours goes with `spec`,
@@ -173,14 +173,24 @@ impl Supervisor {
             error!(ns = task.stage.ns(), pid = pid.as_raw(), "cannot start {}: {e}{hint}", task.label);
         }
         match task.stage {
-            Stage::Async | Stage::Sync => info!(
-                ns = task.stage.ns(),
-                pid = pid.as_raw(),
-                task = task.name.as_str(),
-                "Exiting in the {} (exitcode={status}): {}",
-                task.ns_long(),
-                task.label
-            ),
+            Stage::Async | Stage::Sync => {
+                // TrivialRC's debug lines of the task's subshell traps.
+                let ns = task.stage.ns();
+                if status > 128 {
+                    debug!(ns, pid = pid.as_raw(), "sig-trap (exitcode={status})");
+                } else if status != 0 {
+                    debug!(ns, pid = pid.as_raw(), "err-trap (exitcode={status})");
+                }
+                debug!(ns, pid = pid.as_raw(), "exit-trap (exitcode={status})");
+                info!(
+                    ns,
+                    pid = pid.as_raw(),
+                    task = task.name.as_str(),
+                    "Exiting in the {} (exitcode={status}): {}",
+                    task.ns_long(),
+                    task.label
+                )
+            }
             Stage::Halt => info!(
                 task = task.name.as_str(),
                 stage = "halt",
@@ -191,7 +201,7 @@ impl Supervisor {
             ),
             Stage::Boot => debug!("boot task {} exited (exitcode={status})", task.label),
         }
-        if matches!(task.source, Source::Argv(_)) && self.terminal {
+        if task.stage != Stage::Async && self.terminal {
             // Take the terminal back, so that Ctrl-C reaches trc again.
             let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
         }
@@ -273,10 +283,18 @@ impl Supervisor {
         let settings = self.tasks[id].settings().clone();
         let mut env: Vec<(OsString, OsString)> = Vec::new();
         if let Some(user) = &settings.user {
-            if let (Some(name), Some(home)) = (&user.name, &user.home) {
-                env.push(("HOME".into(), home.as_os_str().to_owned()));
-                env.push(("USER".into(), name.into()));
-                env.push(("LOGNAME".into(), name.into()));
+            match (&user.name, &user.home) {
+                (Some(name), Some(home)) => {
+                    env.push(("HOME".into(), home.as_os_str().to_owned()));
+                    env.push(("USER".into(), name.into()));
+                    env.push(("LOGNAME".into(), name.into()));
+                }
+                // A number without a passwd entry: not trc's HOME (root's, say).
+                _ => {
+                    env.push(("HOME".into(), "/".into()));
+                    env.push(("USER".into(), user.uid.to_string().into()));
+                    env.push(("LOGNAME".into(), user.uid.to_string().into()));
+                }
             }
         }
         for (path, optional) in &settings.env_files {
@@ -285,10 +303,12 @@ impl Supervisor {
             env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
         }
         env.extend(settings.env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+        // trc's own user and group: nothing to switch (and no privilege to set groups with).
+        let switch = self.other_user(id).is_some();
         let context = spawn::Context {
-            uid: settings.user.as_ref().map(|u| u.uid),
-            gid: settings.group.or(settings.user.as_ref().map(|u| u.gid)),
-            groups: settings.user.as_ref().map(|u| u.groups.clone()).unwrap_or_default(),
+            uid: settings.user.as_ref().map(|u| u.uid).filter(|_| switch),
+            gid: settings.group.or(settings.user.as_ref().map(|u| u.gid)).filter(|_| switch),
+            groups: settings.user.as_ref().filter(|_| switch).map(|u| u.groups.clone()).unwrap_or_default(),
             cwd: settings.cwd.clone(),
             umask: settings.umask,
             nice: settings.nice,
@@ -319,8 +339,11 @@ impl Supervisor {
     /// A task running as another user reaches the runtime files it needs: the runtime dir
     /// (and its base) become searchable (not listable: 0711), and its own log pipes and notify
     /// socket are given to its user (0600). Nothing else there is readable to it.
-    fn open_runtime_files(&mut self, id: TaskId) {
-        let Some((uid, gid)) = self.other_user(id) else { return };
+    fn open_runtime_files(&mut self, id: TaskId) -> std::io::Result<()> {
+        let Some((uid, gid)) = self.other_user(id) else { return Ok(()) };
+        if let Some(why) = unreachable_runtime_dir(self.runtime_dir.path(), uid, gid) {
+            return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why));
+        }
         if let Err(e) = self.runtime_dir.allow_traversal() {
             error!("cannot open the runtime dir to tasks of other users: {e}");
         }
@@ -335,6 +358,7 @@ impl Supervisor {
                 error!("{}: cannot give {} to uid {uid}: {e}", self.tasks[id].name, path.display());
             }
         }
+        Ok(())
     }
 
     /// What runs a task: its own program, or bash with the prelude; `context_env` (its
@@ -349,6 +373,7 @@ impl Supervisor {
     ) -> SpawnSpec {
         let task = &self.tasks[id];
         let task_argv = self.cli.task_argv();
+        let after_state = after_state_code(task.settings(), &context_env);
         let shell = |kind: ShellKind, src: &OsStr, args: &[OsString]| {
             let command = ShellTask {
                 stage: task.stage,
@@ -359,13 +384,24 @@ impl Supervisor {
                 save_to,
                 arg0: &self.arg0,
                 stop_signal: task.settings().stop_signal,
+                after_state: after_state.as_deref(),
+                prelude_file: self.prelude_file.as_deref(),
+                name: &task.name,
             }
             .command();
             SpawnSpec {
                 program: command.program,
+                arg0: Some(command.title),
                 args: command.args,
                 env: command.env,
                 ..SpawnSpec::default()
+            }
+        };
+        // With `cwd:` the task's file is found from trc's directory all the same.
+        let own_path = |path: &PathBuf| -> PathBuf {
+            match &task.settings().cwd {
+                Some(_) => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+                None => path.clone(),
             }
         };
         let mut spec = match &task.source {
@@ -380,14 +416,15 @@ impl Supervisor {
                 }
             }
             Source::File { path, run: RunMode::Fragment } => {
-                shell(ShellKind::File, path.as_os_str(), &task_argv)
+                shell(ShellKind::File, own_path(path).as_os_str(), &task_argv)
             }
             Source::File { path, run: RunMode::Executable } if self.boot_state.is_some() => {
-                shell(ShellKind::Exec, path.as_os_str(), &[])
+                shell(ShellKind::Exec, own_path(path).as_os_str(), &[])
             }
             Source::File { path, run: RunMode::Executable } => {
                 // A relative work dir gives a relative path: exec needs a slash to take it as one.
-                let path = if path.is_absolute() { path.clone() } else { Path::new(".").join(path) };
+                let path = own_path(path);
+                let path = if path.is_absolute() { path } else { Path::new(".").join(path) };
                 SpawnSpec { program: path.into_os_string(), ..SpawnSpec::default() }
             }
             Source::Command(cmd) => shell(ShellKind::Command, cmd, &task_argv),
@@ -417,9 +454,59 @@ impl Supervisor {
                 (Err(e), _) | (_, Err(e)) => error!("{}: cannot open its log pipe: {e}", task.label),
             }
         }
+        // A foreground task (boot, sync, halt: one at a time) gets the terminal while it runs,
+        // so that it can read it (TrivialRC's tasks share its terminal) and Ctrl-C reaches it.
+        if task.stage != Stage::Async {
+            spec.foreground = self.terminal;
+        }
         env.append(&mut spec.env);
         spec.env = env;
         spec.stdin_null = task.stage == Stage::Async;
         spec
     }
+}
+
+/// Bash code that re-applies a task's own `cwd:`, `umask:` and variables after the boot state
+/// (which restores boot's directory, umask and every variable) was sourced.
+fn after_state_code(settings: &crate::config::TaskSettings, env: &[(OsString, OsString)]) -> Option<String> {
+    let quote = |text: &str| shlex::try_quote(text).map(|q| q.into_owned()).unwrap_or_default();
+    let mut code = String::new();
+    if let Some(cwd) = &settings.cwd {
+        let cwd = std::path::absolute(cwd).unwrap_or_else(|_| cwd.clone());
+        code.push_str(&format!("builtin cd -- {} || exit 1\n", quote(&cwd.to_string_lossy())));
+    }
+    if let Some(mask) = settings.umask {
+        code.push_str(&format!("builtin umask {mask:03o}\n"));
+    }
+    for (key, value) in env {
+        code.push_str(&format!(
+            "builtin export {}={}\n",
+            key.to_string_lossy(),
+            quote(&value.to_string_lossy())
+        ));
+    }
+    (!code.is_empty()).then_some(code)
+}
+
+/// Why a task running as `uid`:`gid` could not reach the runtime dir at `path` once trc has
+/// made its own dirs searchable: a directory above them that is closed to it (a 0700
+/// `$XDG_RUNTIME_DIR`, say; trc does not open up directories that are not its own).
+pub(super) fn unreachable_runtime_dir(path: &Path, uid: u32, gid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let base = path.parent().unwrap_or(Path::new("/"));
+    for dir in base.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else { continue };
+        let passes = meta.mode() & 0o001 != 0
+            || (meta.uid() == uid && meta.mode() & 0o100 != 0)
+            || (meta.gid() == gid && meta.mode() & 0o010 != 0);
+        if !passes {
+            return Some(format!(
+                "a task running as uid {uid} could not reach trc's runtime dir {}: {} (mode {:o}) is closed to it; give trc a runtime dir it can reach with --runtime-dir DIR or RC_RUNTIME_DIR=DIR",
+                path.display(),
+                dir.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    None
 }

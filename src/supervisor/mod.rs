@@ -122,6 +122,21 @@ pub fn run(setup: Setup) -> i32 {
         Ok(dir) => dir,
         Err(e) => return config_error(&e, EXIT_CONFIG),
     };
+    // Tasks that run as another user must reach their files in it.
+    for stage in crate::config::Stage::ALL {
+        for file in files.stage(stage) {
+            let Ok(task) = crate::config::apply(&settings.task, &file.directives) else { continue };
+            let uid = task.user.as_ref().map_or(nix::unistd::geteuid().as_raw(), |u| u.uid);
+            let gid =
+                task.group.or(task.user.as_ref().map(|u| u.gid)).unwrap_or(nix::unistd::getegid().as_raw());
+            if uid == nix::unistd::geteuid().as_raw() && gid == nix::unistd::getegid().as_raw() {
+                continue;
+            }
+            if let Some(why) = launch::unreachable_runtime_dir(runtime_dir.path(), uid, gid) {
+                return config_error(&format!("{}: {why}", file.path.display()), EXIT_CONFIG);
+            }
+        }
+    }
     // A trc of this instance that died suddenly may have left processes: they go before
     // anything of ours starts.
     if let Some(stale) = runtime_dir.take_stale_groups() {
@@ -157,6 +172,8 @@ pub fn run(setup: Setup) -> i32 {
         };
         let mut env = vec![
             (OsString::from("RC_WORK_DIR"), OsString::from(&work_dir_label)),
+            // TrivialRC's tasks see its `work_dir` variable.
+            (OsString::from("work_dir"), OsString::from(&work_dir_label)),
             (OsString::from("MAINPID"), OsString::from(std::process::id().to_string())),
             (OsString::from("SELF_NAME"), OsString::from(&setup.self_name)),
             (OsString::from("TRC_INSTANCE"), OsString::from(runtime_dir.name())),
@@ -170,6 +187,13 @@ pub fn run(setup: Setup) -> i32 {
                 }
             });
         }
+        let prelude_file = match crate::shell::write_prelude(runtime_dir.path()) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                warn!("cannot write the shell prelude into the runtime dir ({e}): shell tasks get it inline");
+                None
+            }
+        };
         let (jobs_tx, jobs) = mpsc::unbounded_channel();
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let supervisor = Supervisor {
@@ -209,6 +233,7 @@ pub fn run(setup: Setup) -> i32 {
             blocked: Vec::new(),
             teardown_held: Vec::new(),
             ready_sent: false,
+            prelude_file,
         };
         supervisor.run().await
     })
@@ -238,8 +263,14 @@ fn choose_journal(setup: &Setup) -> Option<Arc<Journal>> {
 }
 
 fn config_error(e: &dyn std::fmt::Display, status: i32) -> i32 {
-    // Through the writer, so that it comes after what trc has queued for stderr already.
-    crate::logs::writer::write(crate::logs::pipe::Output::Stderr, format!("trc: {e}\n").into_bytes());
+    // Through the writer, so that it comes after what trc has queued for stderr already. When
+    // stderr is the journal (a systemd service), the syslog prefix `<3>` makes it an error
+    // there (journald strips it), not the stream's default info.
+    let priority = if crate::logs::journal::stderr_is_journal() { "<3>" } else { "" };
+    crate::logs::writer::write(
+        crate::logs::pipe::Output::Stderr,
+        format!("{priority}trc: {e}\n").into_bytes(),
+    );
     status
 }
 
@@ -335,6 +366,8 @@ struct Supervisor {
     teardown_held: Vec<TaskId>,
     /// trc's own READY=1 has been sent.
     ready_sent: bool,
+    /// The bash prelude as a file in the runtime dir (shell tasks source it).
+    prelude_file: Option<PathBuf>,
 }
 
 /// A task's two log pipes, their pumps and its recent lines.

@@ -46,6 +46,8 @@ use std::path::PathBuf;
 pub struct SpawnSpec {
     /// A path, or a name looked up in `$PATH`.
     pub program: OsString,
+    /// argv[0] when not `program` (a shell task's process title).
+    pub arg0: Option<OsString>,
     /// `argv[1..]`.
     pub args: Vec<OsString>,
     /// Variables set on top of trc's own environment.
@@ -232,7 +234,7 @@ impl<'a> Prepared<'a> {
         use nix::fcntl::OFlag;
         let path = resolve(&spec.program)?;
         let path = cstring(path.as_os_str())?;
-        let mut argv = vec![cstring(&spec.program)?];
+        let mut argv = vec![cstring(spec.arg0.as_ref().unwrap_or(&spec.program))?];
         for arg in &spec.args {
             argv.push(cstring(arg)?);
         }

@@ -260,6 +260,9 @@ impl Supervisor {
     /// orphans that came to trc as PID 1 or subreaper (double-forked daemons, leftovers of
     /// finished tasks).
     pub(super) fn begin_sweep(&mut self, then_halt: bool) {
+        if then_halt {
+            debug!("removing all unexpected sub-processes");
+        }
         self.group.phase = Phase::Sweep { then_halt };
         self.sweep = Some(Sweep {
             deadline: Instant::now() + self.settings.task.stop_timeout,
