@@ -344,9 +344,25 @@ pub fn base_dir() -> PathBuf {
     base_dirs().swap_remove(0).1
 }
 
-/// The places [`base_dirs`] names, for messages ("looked in ...").
+/// Where trcctl looks for instances: the place trc would take, i.e. the first of
+/// [`base_dirs`] that trc's user can write (the base dir, or its parent when it does not exist
+/// yet); all of them when none can be written (trc could not have run: nothing is lost).
+pub fn lookup_dirs() -> Vec<PathBuf> {
+    let places: Vec<PathBuf> = base_dirs().into_iter().map(|(_, p)| p).collect();
+    let writable = |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok();
+    let usable = places.iter().find(|p| match p.symlink_metadata() {
+        Ok(_) => writable(p),
+        Err(_) => p.parent().is_some_and(writable),
+    });
+    match usable {
+        Some(p) => vec![p.clone()],
+        None => places,
+    }
+}
+
+/// The places trcctl looks in ([`lookup_dirs`]), for messages ("looked in ...").
 pub fn base_dirs_text() -> String {
-    base_dirs().iter().map(|(_, p)| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    lookup_dirs().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// The places instance directories may live, in trc's order of preference, each with what

@@ -33,9 +33,9 @@ impl Trc {
         let path = if name.contains('/') {
             PathBuf::from(name)
         } else {
-            // The first place that has it (trc takes the first place it can make).
-            let places = runtime_dir::base_dirs();
-            let found = places.iter().map(|(_, base)| base.join(name)).find(|dir| dir.is_dir());
+            // The place trc takes (the first it can make).
+            let places = runtime_dir::lookup_dirs();
+            let found = places.iter().map(|base| base.join(name)).find(|dir| dir.is_dir());
             found.unwrap_or_else(|| runtime_dir::base_dir().join(name))
         };
         // A dir this user may not open is said as such, not as "not running".
@@ -115,9 +115,9 @@ fn missing(field: &str) -> ManagerError {
 
 /// Every running instance of this user (root: the system's), with what it says about itself.
 pub fn instances() -> Vec<Instance> {
-    let mut found: Vec<Instance> = runtime_dir::base_dirs()
+    let mut found: Vec<Instance> = runtime_dir::lookup_dirs()
         .into_iter()
-        .filter_map(|(_, base)| std::fs::read_dir(base).ok())
+        .filter_map(|base| std::fs::read_dir(base).ok())
         .flat_map(|entries| entries.flatten().map(|e| e.path()))
         .filter(|dir| runtime_dir::is_running(dir))
         .filter_map(|dir| Trc::at(&dir).info().ok().map(|info| Instance { dir, info }))
