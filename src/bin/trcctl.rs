@@ -1,14 +1,18 @@
 //! trcctl: the process-manager API (list, status, start, stop, restart, signal, ensure,
 //! start-all, logs, reload) over a running trc, or over systemd, runit or tmux.
 //!
-//! Exit status: 0 done, 1 refused (unknown task, ...), 2 usage, 69 no manager reachable.
+//! Exit status: 0 done, 1 refused (unknown task, ...), 2 usage, 69 no manager reachable. With
+//! `--host`, the verb runs on a target machine through ssh (src/control/remote.rs), with the
+//! remote trcctl's exit status, and 69 when the host or its trcctl cannot be reached.
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use trc::control::manager::{EnsureSpec, ManagerError};
-use trc::control::protocol::{LogLine, TaskInfo, DEFAULT_LOG_LINES};
+use trc::control::protocol::{CheckReport, InstanceInfo, LogLine, TaskInfo, DEFAULT_LOG_LINES};
+use trc::control::remote::{Remote, RemoteOptions, DEFAULT_TRCCTL};
 use trc::control::{self, ManagerKind};
 
 #[derive(Parser, Debug)]
@@ -16,7 +20,9 @@ use trc::control::{self, ManagerKind};
     name = "trcctl",
     version,
     about = "Control a running trc, or systemd, runit or tmux, with one set of verbs",
-    after_help = "Exit status: 0 done, 1 refused (unknown task...), 2 usage, 69 no manager reachable.\n\
+    after_help = "Exit status: 0 done, 1 refused (unknown task...), 2 usage, 69 no manager reachable \
+                  (with --host: the host or its trcctl).\n\
+                  TRCCTL_SSH: the ssh command line --host uses (default: ssh).\n\
                   See README.md, \"trc as a process manager\", for the protocol and examples."
 )]
 struct Cli {
@@ -36,6 +42,16 @@ struct Cli {
     /// Print JSON (one document per verb; `logs` prints one object per line)
     #[arg(long)]
     json: bool,
+
+    /// Run the verb on a target machine, through ssh (BatchMode: keys or an agent, never a
+    /// prompt) and the trcctl there; --manager, --instance and --user given here are passed on
+    #[arg(long, env = "TRCCTL_HOST", value_name = "[USER@]HOST[:PORT]")]
+    host: Option<String>,
+
+    /// With --host: the trcctl to run there (a name in the remote PATH, or a path; a relative
+    /// path is from the remote user's home)
+    #[arg(long, env = "TRCCTL_REMOTE", value_name = "PATH", default_value = DEFAULT_TRCCTL)]
+    remote_trcctl: String,
 
     #[command(subcommand)]
     verb: Verb,
@@ -121,9 +137,28 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // What a remote trcctl is given: only what is on this command line (TRC_INSTANCE is set by
+    // trc in its tasks for the local instance; the target's own variables apply there).
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let remote = RemoteOptions {
+        manager: given("manager").then(|| manager_name(cli.manager)),
+        instance: cli.instance.clone().filter(|_| given("instance")),
+        user: cli.user,
+        trcctl: cli.remote_trcctl.clone(),
+        ..RemoteOptions::default()
+    };
+    match run(cli, remote) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Manager(ManagerError::Remote { status, message })) => {
+            // The remote trcctl's own words.
+            eprint!("{message}");
+            if !message.ends_with('\n') {
+                eprintln!();
+            }
+            ExitCode::from(status.clamp(1, 255) as u8)
+        }
         Err(Failure::Manager(e)) => {
             eprintln!("trcctl: {e}");
             ExitCode::from(e.exit_status() as u8)
@@ -146,31 +181,59 @@ impl From<ManagerError> for Failure {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn manager_name(kind: ManagerKind) -> String {
+    use clap::ValueEnum;
+    kind.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+}
+
+fn run(cli: Cli, mut remote_options: RemoteOptions) -> Result<(), Failure> {
+    let remote = match cli.host.as_deref().filter(|h| !h.is_empty()) {
+        Some(host) => {
+            if let Some(line) = std::env::var("TRCCTL_SSH").ok().filter(|l| !l.trim().is_empty()) {
+                remote_options.ssh_command_line(&line).map_err(Failure::Usage)?;
+            }
+            Some(Remote::new(host, remote_options).map_err(Failure::Usage)?)
+        }
+        None => None,
+    };
     if let Verb::Instances = cli.verb {
-        let found = control::client::instances();
+        let infos = match &remote {
+            Some(remote) => remote.instances()?,
+            None => control::client::instances().into_iter().map(|i| i.info).collect(),
+        };
         if cli.json {
-            let infos: Vec<_> = found.iter().map(|i| &i.info).collect();
-            println!("{}", serde_json::to_string_pretty(&infos).unwrap_or_default());
+            print_json(&infos);
         } else {
-            print_instances(&found);
+            print_instances(&infos);
         }
         return Ok(());
     }
-    let instance = match cli.instance.clone() {
-        Some(name) => Some(name),
-        None => choose_instance(cli.manager)?,
+    let mut manager: Box<dyn control::manager::Manager> = match remote {
+        Some(remote) => {
+            if let Verb::Check { ready, names } = &cli.verb {
+                let report = remote.check(*ready, names)?;
+                return judge_check(report, *ready, cli.json);
+            }
+            Box::new(remote)
+        }
+        None => {
+            let instance = match cli.instance.clone() {
+                Some(name) => Some(name),
+                None => choose_instance(cli.manager)?,
+            };
+            if let Verb::Check { ready, names } = &cli.verb {
+                return check(instance.as_deref(), *ready, names, cli.json);
+            }
+            let options = control::Options { instance, user: cli.user };
+            let manager = control::open(cli.manager, &options)?;
+            if cli.manager == ManagerKind::Auto && manager.kind() == "tmux" {
+                // Say which manager `auto` picked when it is the fallback: an empty table is
+                // not "nothing runs" on a machine whose manager was not found.
+                eprintln!("trcctl: using tmux (no trc instance answers, systemd is not PID 1, no runsvdir runs); choose one with --manager");
+            }
+            manager
+        }
     };
-    if let Verb::Check { ready, names } = &cli.verb {
-        return check(instance.as_deref(), *ready, names, cli.json);
-    }
-    let options = control::Options { instance, user: cli.user };
-    let mut manager = control::open(cli.manager, &options)?;
-    if cli.manager == ManagerKind::Auto && manager.kind() == "tmux" {
-        // Say which manager `auto` picked when it is the fallback: an empty table is not
-        // "nothing runs" on a machine whose manager was not found.
-        eprintln!("trcctl: using tmux (no trc instance answers, systemd is not PID 1, no runsvdir runs); choose one with --manager");
-    }
     let json = cli.json;
     match cli.verb {
         Verb::List => {
@@ -257,7 +320,11 @@ fn check(instance: Option<&str>, ready: bool, names: &[String], json: bool) -> R
     };
     let trc = control::client::Trc::named(instance)?;
     let reply = trc.call(Command::Check { tasks: names.to_vec() })?;
-    let report = reply.check.unwrap_or_default();
+    judge_check(reply.check.unwrap_or_default(), ready, json)
+}
+
+/// A check's report: 0 when it passes, else each problem on stderr and 1.
+fn judge_check(report: CheckReport, ready: bool, json: bool) -> Result<(), Failure> {
     let mut problems = report.unhealthy.clone();
     if ready {
         problems.extend(report.not_ready.iter().filter(|p| !report.unhealthy.contains(p)).cloned());
@@ -370,11 +437,9 @@ fn print_tasks(tasks: &[TaskInfo]) {
     print_table(&["NAME", "STAGE", "STATE", "PID", "SINCE", "STARTS", "LAST"], &rows);
 }
 
-fn print_instances(found: &[control::client::Instance]) {
-    let rows: Vec<[String; 3]> = found
-        .iter()
-        .map(|i| [i.info.name.clone(), i.info.pid.to_string(), i.info.work_dir.clone()])
-        .collect();
+fn print_instances(found: &[InstanceInfo]) {
+    let rows: Vec<[String; 3]> =
+        found.iter().map(|i| [i.name.clone(), i.pid.to_string(), i.work_dir.clone()]).collect();
     print_table(&["NAME", "PID", "WORKDIR"], &rows);
 }
 

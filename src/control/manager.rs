@@ -1,5 +1,6 @@
 //! One interface to process managers: trc itself (over its control socket), systemd, runit
-//! and tmux. `trcctl` is a thin front end to it; other Rust programs can use it too.
+//! and tmux, here or on a target machine reached through ssh (`remote.rs`). `trcctl` is a thin
+//! front end to it; other Rust programs can use it too.
 
 use super::protocol::{LogLine, ReloadReport, TaskInfo};
 use nix::sys::signal::Signal;
@@ -14,6 +15,11 @@ pub enum ManagerError {
     /// It answered and said no: an unknown task, a task that cannot be started... (exit 1).
     #[error("{0}")]
     Refused(String),
+    /// A remote trcctl (`trcctl --host`) ran and failed with this exit status (1, 2, 69...);
+    /// `message` is what it said on stderr, its own `trcctl: ...` lines, to be shown as they
+    /// are.
+    #[error("{message}")]
+    Remote { status: i32, message: String },
 }
 
 impl ManagerError {
@@ -22,6 +28,7 @@ impl ManagerError {
         match self {
             ManagerError::Unavailable(_) => 69,
             ManagerError::Refused(_) => 1,
+            ManagerError::Remote { status, .. } => *status,
         }
     }
 }

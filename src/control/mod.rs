@@ -1,10 +1,12 @@
 //! Control: the socket server inside trc, the protocol it speaks, and the process-manager
-//! interface `trcctl` offers over trc, systemd, runit and tmux.
+//! interface `trcctl` offers over trc, systemd, runit and tmux, here or (remote.rs) on a target
+//! machine through ssh.
 
 pub mod backend;
 pub mod client;
 pub mod manager;
 pub mod protocol;
+pub mod remote;
 pub mod ring;
 pub mod runit;
 pub mod server;
