@@ -133,8 +133,8 @@ proptest! {
             ok = ok.and_then(|()| expected.set(key, value));
         }
         prop_assert!(ok.is_ok());
-        let settings = parse_header(&text, TaskSettings::default());
-        prop_assert_eq!(settings.clone(), apply(TaskSettings::default(), &parsed));
+        let settings = parse_header(&text, &TaskSettings::default());
+        prop_assert_eq!(settings.clone(), apply(&TaskSettings::default(), &parsed));
         if expected.restart_max_delay >= expected.restart_delay {
             prop_assert_eq!(settings, Ok(expected));
         }
@@ -146,9 +146,9 @@ proptest! {
     ) {
         let text = lines.join("\n");
         let directives = header_directives(&text);
-        let settings = parse_header(&text, TaskSettings::default());
+        let settings = parse_header(&text, &TaskSettings::default());
         match directives {
-            Ok(d) => prop_assert_eq!(settings, apply(TaskSettings::default(), &d)),
+            Ok(d) => prop_assert_eq!(settings, apply(&TaskSettings::default(), &d)),
             Err(e) => prop_assert_eq!(settings, Err(e)),
         }
     }

@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     // As `read_directives` reads a file: bytes that are not UTF-8 replaced.
     let text = String::from_utf8_lossy(data);
     let directives = header_directives(&text);
-    let parsed = parse_header(&text, TaskSettings::default());
+    let parsed = parse_header(&text, &TaskSettings::default());
     match directives {
         Ok(directives) => {
             let mut last = 0;
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(d.value, d.value.trim());
                 assert!(!d.key.contains(':'), "the key ends at the first colon: {d:?}");
             }
-            assert_eq!(parsed, apply(TaskSettings::default(), &directives));
+            assert_eq!(parsed, apply(&TaskSettings::default(), &directives));
         }
         Err(e) => {
             assert!(e.line >= 1);

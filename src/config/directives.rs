@@ -10,12 +10,23 @@
 //! # stop-timeout: 5s           # SIGTERM (or stop-signal), then SIGKILL after this
 //! # stop-signal: TERM
 //! # log-prefix: yes            # no: pass output through untouched
+//! # ready: log ^listening      # how trc knows it is ready (see `probe.rs`); default none
+//! # ready-timeout: 90s         # not ready by then: a failed start; none = wait for ever
+//! # ready-interval: 1s         # how often a polled readiness probe runs
+//! # after: db cache            # start only once these async tasks are ready
+//! # health: http http://127.0.0.1:8080/healthz
+//! # health-interval: 10s       # how often the health check runs
+//! # health-timeout: 5s         # one check (health or readiness) is given up after this
+//! # health-retries: 3          # this many failed checks in a row: unhealthy
+//! # watchdog: 30s              # WATCHDOG=1 expected at least this often (sd_notify)
 //! ### END TRC
 //! ```
 //!
-//! Every key has a group-wide default from an `RC_*` variable (and long option), so tasks
-//! given on the command line can be supervised too.
+//! Most keys have a group-wide default from an `RC_*` variable (and long option), so tasks
+//! given on the command line can be supervised too; `ready`, `after`, `health` and `watchdog`
+//! are the task's own.
 
+use super::probe::{parse_names, Probe};
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::str::FromStr;
@@ -66,7 +77,7 @@ impl FromStr for StartLimit {
 }
 
 /// How one task is supervised.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskSettings {
     pub restart: Restart,
     pub restart_delay: Duration,
@@ -76,6 +87,20 @@ pub struct TaskSettings {
     pub stop_timeout: Duration,
     pub stop_signal: Signal,
     pub log_prefix: bool,
+    /// How trc knows it is ready.
+    pub ready: Probe,
+    /// `None`: it may take for ever.
+    pub ready_timeout: Option<Duration>,
+    pub ready_interval: Duration,
+    /// The async tasks it starts after (once each is ready).
+    pub after: Vec<String>,
+    /// Its health check, if any.
+    pub health: Option<Probe>,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    pub health_retries: u32,
+    /// `WATCHDOG=1` expected at least this often, once it is ready.
+    pub watchdog: Option<Duration>,
 }
 
 impl Default for TaskSettings {
@@ -88,19 +113,50 @@ impl Default for TaskSettings {
             stop_timeout: Duration::from_secs(5),
             stop_signal: Signal::SIGTERM,
             log_prefix: true,
+            ready: Probe::None,
+            ready_timeout: Some(Duration::from_secs(90)),
+            ready_interval: Duration::from_secs(1),
+            after: Vec::new(),
+            health: None,
+            health_interval: Duration::from_secs(10),
+            health_timeout: Duration::from_secs(5),
+            health_retries: 3,
+            watchdog: None,
         }
     }
 }
 
-/// The directive keys, with the `RC_*` variable that gives each its group-wide default.
-pub const KEYS: [(&str, &str); 7] = [
-    ("restart", "RC_RESTART"),
-    ("restart-delay", "RC_RESTART_DELAY"),
-    ("restart-max-delay", "RC_RESTART_MAX_DELAY"),
-    ("start-limit", "RC_START_LIMIT"),
-    ("stop-timeout", "RC_STOP_TIMEOUT"),
-    ("stop-signal", "RC_STOP_SIGNAL"),
-    ("log-prefix", "RC_LOG_PREFIX"),
+/// The directive keys, with the `RC_*` variable that gives each its group-wide default (none
+/// for the keys that only make sense for one task).
+pub const KEYS: [(&str, Option<&str>); 16] = [
+    ("restart", Some("RC_RESTART")),
+    ("restart-delay", Some("RC_RESTART_DELAY")),
+    ("restart-max-delay", Some("RC_RESTART_MAX_DELAY")),
+    ("start-limit", Some("RC_START_LIMIT")),
+    ("stop-timeout", Some("RC_STOP_TIMEOUT")),
+    ("stop-signal", Some("RC_STOP_SIGNAL")),
+    ("log-prefix", Some("RC_LOG_PREFIX")),
+    ("ready", None),
+    ("ready-timeout", Some("RC_READY_TIMEOUT")),
+    ("ready-interval", Some("RC_READY_INTERVAL")),
+    ("after", None),
+    ("health", None),
+    ("health-interval", Some("RC_HEALTH_INTERVAL")),
+    ("health-timeout", Some("RC_HEALTH_TIMEOUT")),
+    ("health-retries", Some("RC_HEALTH_RETRIES")),
+    ("watchdog", None),
+];
+
+/// Keys whose value is a duration (their errors quote the value).
+const DURATION_KEYS: [&str; 8] = [
+    "restart-delay",
+    "ready-timeout",
+    "restart-max-delay",
+    "stop-timeout",
+    "ready-interval",
+    "health-interval",
+    "health-timeout",
+    "watchdog",
 ];
 
 impl TaskSettings {
@@ -120,6 +176,36 @@ impl TaskSettings {
             "stop-timeout" => self.stop_timeout = parse_duration(value)?,
             "stop-signal" => self.stop_signal = parse_signal(value)?,
             "log-prefix" => self.log_prefix = parse_bool(value)?,
+            "ready" => self.ready = Probe::parse_ready(value)?,
+            "ready-timeout" => {
+                self.ready_timeout = match value {
+                    "none" | "infinity" => None,
+                    _ => Some(positive(value)?),
+                }
+            }
+            "ready-interval" => self.ready_interval = positive(value)?,
+            // Repeatable: each line adds names.
+            "after" => self.after.extend(parse_names(value)?),
+            "health" => {
+                self.health = match value {
+                    "none" => None,
+                    _ => Some(Probe::parse_health(value)?),
+                }
+            }
+            "health-interval" => self.health_interval = positive(value)?,
+            "health-timeout" => self.health_timeout = positive(value)?,
+            "health-retries" => {
+                self.health_retries = match value.parse::<u32>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return Err(format!("\"{value}\" is not a number of checks (1 or more)")),
+                }
+            }
+            "watchdog" => {
+                self.watchdog = match value {
+                    "none" | "0" => None,
+                    _ => Some(positive(value)?),
+                }
+            }
             _ => {
                 let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
                 return Err(format!("unknown directive \"{key}\" (known: {})", known.join(", ")));
@@ -132,7 +218,7 @@ impl TaskSettings {
     /// the variable.
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<TaskSettings, String> {
         let mut settings = TaskSettings::default();
-        for (key, var) in KEYS {
+        for (key, var) in KEYS.iter().filter_map(|&(key, var)| Some((key, var?))) {
             if let Some(value) = lookup(var).filter(|v| !v.is_empty()) {
                 settings.set(key, &value).map_err(|e| format!("{var}={value:?}: {e}"))?;
             }
@@ -164,6 +250,14 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
     name.parse::<Signal>().map_err(|_| format!("unknown signal \"{text}\""))
 }
 
+/// A duration above zero.
+fn positive(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err("zero (must be more than 0)".to_owned()),
+        d => Ok(d),
+    }
+}
+
 fn parse_bool(text: &str) -> Result<bool, String> {
     match text {
         "yes" | "true" | "on" | "1" => Ok(true),
@@ -189,13 +283,13 @@ pub struct Directive {
 }
 
 /// Applies `directives` on top of `defaults`.
-pub fn apply(defaults: TaskSettings, directives: &[Directive]) -> Result<TaskSettings, DirectiveError> {
-    let mut settings = defaults;
+pub fn apply(defaults: &TaskSettings, directives: &[Directive]) -> Result<TaskSettings, DirectiveError> {
+    let mut settings = defaults.clone();
     for d in directives {
         settings.set(&d.key, &d.value).map_err(|problem| {
             // Say which value is wrong (the other keys' errors quote it already).
             let value = d.value.trim();
-            let duration = matches!(d.key.as_str(), "restart-delay" | "restart-max-delay" | "stop-timeout");
+            let duration = DURATION_KEYS.contains(&d.key.as_str());
             let problem = if duration { format!("\"{value}\" is {problem}") } else { problem };
             DirectiveError { line: d.line, problem }
         })?;
@@ -207,7 +301,7 @@ pub fn apply(defaults: TaskSettings, directives: &[Directive]) -> Result<TaskSet
 
 /// Reads the `BEGIN TRC` ... `END TRC` block of a task file's text and applies it on top of
 /// `defaults`. A file without the block gets the defaults.
-pub fn parse_header(text: &str, defaults: TaskSettings) -> Result<TaskSettings, DirectiveError> {
+pub fn parse_header(text: &str, defaults: &TaskSettings) -> Result<TaskSettings, DirectiveError> {
     apply(defaults, &header_directives(text)?)
 }
 
@@ -350,7 +444,7 @@ exec my-daemon
 
     #[test]
     fn the_spec_example_parses() {
-        let s = parse_header(SPEC_EXAMPLE, TaskSettings::default()).unwrap();
+        let s = parse_header(SPEC_EXAMPLE, &TaskSettings::default()).unwrap();
         assert_eq!(s.restart, Restart::OnFailure);
         assert_eq!(s.restart_delay, Duration::from_secs(1));
         assert_eq!(s.restart_max_delay, Duration::from_secs(30));
@@ -362,11 +456,11 @@ exec my-daemon
     #[test]
     fn other_comment_syntaxes() {
         let js = "// BEGIN TRC\n// restart: always\n// stop-signal: int // Ctrl-C\n// END TRC\n";
-        let s = parse_header(js, TaskSettings::default()).unwrap();
+        let s = parse_header(js, &TaskSettings::default()).unwrap();
         assert_eq!(s.restart, Restart::Always);
         assert_eq!(s.stop_signal, Signal::SIGINT);
         let lua = "-- BEGIN TRC\n-- restart-delay: 250ms\n-- start-limit: none\n-- END TRC\n";
-        let s = parse_header(lua, TaskSettings::default()).unwrap();
+        let s = parse_header(lua, &TaskSettings::default()).unwrap();
         assert_eq!(s.restart_delay, Duration::from_millis(250));
         assert_eq!(s.start_limit, None);
     }
@@ -374,7 +468,7 @@ exec my-daemon
     #[test]
     fn no_block_means_defaults() {
         let defaults = TaskSettings { restart: Restart::Always, ..TaskSettings::default() };
-        assert_eq!(parse_header("echo hi\n# restart: never\n", defaults).unwrap(), defaults);
+        assert_eq!(parse_header("echo hi\n# restart: never\n", &defaults).unwrap(), defaults);
     }
 
     #[test]
@@ -397,7 +491,7 @@ exec my-daemon
             ),
         ];
         for (text, line, needle) in cases {
-            let err = parse_header(text, TaskSettings::default()).unwrap_err();
+            let err = parse_header(text, &TaskSettings::default()).unwrap_err();
             assert_eq!(err.line, line, "{text:?}: {err:?}");
             assert!(err.problem.contains(needle), "{text:?}: {}", err.problem);
         }
@@ -417,7 +511,7 @@ exec my-daemon
         let filler = format!("#{}\n", "#".repeat(1024)).repeat(100);
         let text = format!("### BEGIN TRC\n{filler}# stop-signal: INT\n### END TRC\n");
         std::fs::write(&path, &text).unwrap();
-        let s = apply(TaskSettings::default(), &read_directives(&path).unwrap().unwrap()).unwrap();
+        let s = apply(&TaskSettings::default(), &read_directives(&path).unwrap().unwrap()).unwrap();
         assert_eq!(s.stop_signal, Signal::SIGINT);
     }
 

@@ -1,7 +1,9 @@
 //! Configuration: where tasks come from (the work-dir scan) and the `RC_*` settings.
 //! Pure apart from reading directories and the first bytes of task files.
 
+mod deps;
 mod directives;
+pub mod probe;
 mod scan;
 mod settings;
 

@@ -212,7 +212,7 @@ fn inspect(
         problem: e.problem,
     };
     let directives = read_directives(&path).map_err(unreadable)?.map_err(bad)?;
-    apply(*defaults, &directives).map_err(bad)?;
+    apply(defaults, &directives).map_err(bad)?;
     let fingerprint = fingerprint(&path, run);
     Ok(Some(TaskFile { stage, name: name.to_owned(), path, run, directives, fingerprint }))
 }

@@ -464,11 +464,11 @@ impl Supervisor {
             self.tasks[id].fingerprint = file.fingerprint;
             return id;
         };
-        let settings = match crate::config::apply(self.settings.task, &file.directives) {
+        let settings = match crate::config::apply(&self.settings.task, &file.directives) {
             Ok(settings) => settings,
             Err(e) => {
                 tracing::warn!("{}:{}: {} (using the defaults)", file.path.display(), e.line, e.problem);
-                self.settings.task
+                self.settings.task.clone()
             }
         };
         let task = &mut self.tasks[id];
@@ -547,7 +547,7 @@ pub fn task_file_text(spec: &EnsureSpec, defaults: &TaskSettings) -> Result<Stri
         format!("the file would not be valid ({file}:{}: {})", e.line, e.problem)
     };
     let read = header_directives(&text).map_err(bad)?;
-    apply(*defaults, &read).map_err(bad)?;
+    apply(defaults, &read).map_err(bad)?;
     let read: Vec<(&str, &str)> = read.iter().map(|d| (d.key.as_str(), d.value.as_str())).collect();
     let asked: Vec<(&str, &str)> = directives.into_iter().collect();
     if read != asked {
@@ -604,7 +604,7 @@ mod tests {
             assert!(err.contains(needle), "{:?}: {err}", spec.directives);
         }
         // The group's defaults count: a long restart-max-delay lets restart-delay be long.
-        let long = TaskSettings { restart_max_delay: std::time::Duration::from_secs(600), ..defaults };
+        let long = TaskSettings { restart_max_delay: std::time::Duration::from_secs(600), ..defaults.clone() };
         assert!(task_file_text(&spec(&[("restart-delay", "1m")], &sleep), &long).is_ok());
         let bad_name = EnsureSpec { name: "x\ny".into(), ..spec(&[], &sleep) };
         assert!(task_file_text(&bad_name, &defaults).unwrap_err().contains("bad task name"));

@@ -62,11 +62,12 @@ impl Supervisor {
         let trc_d = self.work_dir.join("trc.d");
         let work_dir = self.work_dir.clone();
         let label = self.work_dir_label.clone();
-        let defaults = self.settings.task;
+        let defaults = self.settings.task.clone();
+        let cli_async = self.cli.async_.len();
         let job: Job = Box::new(move || {
             let result =
                 write_task_file(&trc_d, &spec, &defaults).and_then(|(outcome, undo)| {
-                    match scan_one(&work_dir, &label, &defaults, &spec.name) {
+                    match scan_one(&work_dir, &label, &defaults, &spec.name, cli_async) {
                         Ok(file) => Ok(Written { outcome, file }),
                         Err(e) => Err(match undo.run() {
                             Ok(()) => e,
@@ -82,12 +83,14 @@ impl Supervisor {
     /// `reload`'s file work: the work dir scanned again (with every file's fingerprint).
     pub(super) fn submit_reload(&mut self, answer: oneshot::Sender<Answer>) {
         let work_dir = self.work_dir.clone();
-        let defaults = self.settings.task;
+        let defaults = self.settings.task.clone();
         let counts = self.cli.stage_counts();
         let trailing = !self.cli.command.is_empty();
+        let cli_async = self.cli.async_.len();
         let job: Job = Box::new(move || {
             let result = scan_work_dir(&work_dir, &defaults).map_err(|e| e.to_string()).and_then(|files| {
                 files.check_cli_names(counts, trailing).map_err(|e| e.to_string())?;
+                files.check_dependencies(cli_async).map_err(|e| e.to_string())?;
                 Ok(files)
             });
             JobDone::Reload { answer, result }
@@ -156,8 +159,15 @@ impl Undo {
 }
 
 /// Scans the work dir for the async file of that name (with its directives checked).
-fn scan_one(work_dir: &Path, label: &str, defaults: &TaskSettings, name: &str) -> Result<TaskFile, String> {
+fn scan_one(
+    work_dir: &Path,
+    label: &str,
+    defaults: &TaskSettings,
+    name: &str,
+    cli_async: usize,
+) -> Result<TaskFile, String> {
     let files = scan_work_dir(work_dir, defaults).map_err(|e| e.to_string())?;
+    files.check_dependencies(cli_async).map_err(|e| e.to_string())?;
     files
         .stage(Stage::Async)
         .iter()

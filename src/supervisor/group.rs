@@ -348,7 +348,11 @@ impl Supervisor {
         if may_rewrite_argv && save.argv != self.cli.task_argv() {
             match self.cli.reparse_tasks(save.argv) {
                 Ok(cli) => {
-                    if let Err(e) = self.files.check_cli_names(cli.stage_counts(), !cli.command.is_empty()) {
+                    let checked = self
+                        .files
+                        .check_cli_names(cli.stage_counts(), !cli.command.is_empty())
+                        .and_then(|()| self.files.check_dependencies(cli.async_.len()));
+                    if let Err(e) = checked {
                         error!("{}: after the command line it left: {e}", self.tasks[id].label);
                         return Err(EXIT_CONFIG);
                     }
@@ -382,7 +386,7 @@ impl Supervisor {
         // may clash with them (a restart-max-delay below RC_RESTART_DELAY).
         for stage in [Stage::Async, Stage::Sync, Stage::Halt] {
             for file in self.files.stage(stage) {
-                if let Err(e) = apply(self.settings.task, &file.directives) {
+                if let Err(e) = apply(&self.settings.task, &file.directives) {
                     error!(
                         "{}:{}: {} (with the defaults boot task {} set)",
                         file.path.display(),

@@ -61,11 +61,11 @@ impl Supervisor {
         source: Source,
         directives: &[Directive],
     ) -> TaskId {
-        let settings = apply(self.settings.task, directives).unwrap_or_else(|e| {
+        let settings = apply(&self.settings.task, directives).unwrap_or_else(|e| {
             if let Source::File { path, .. } = &source {
                 error!("{}:{}: {} (using the defaults)", path.display(), e.line, e.problem);
             }
-            self.settings.task
+            self.settings.task.clone()
         });
         self.tasks.add(Task::new(name, stage, source, settings))
     }
@@ -183,7 +183,7 @@ impl Supervisor {
         // Its group may outlive its leader (a background child): kept until it is empty, and
         // forgotten then (its number may be reused).
         if reap::group_alive(pid) {
-            let settings = *task.settings();
+            let settings = task.settings().clone();
             let group = teardown::Lingering::new(pid, settings, self.stop_marks.get(&id));
             self.lingering.push(group);
         }

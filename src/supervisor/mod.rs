@@ -87,6 +87,9 @@ pub fn run(setup: Setup) -> i32 {
     if let Err(e) = files.check_cli_names(setup.cli.stage_counts(), !setup.cli.command.is_empty()) {
         return config_error(&e, EXIT_CONFIG);
     }
+    if let Err(e) = files.check_dependencies(setup.cli.async_.len()) {
+        return config_error(&e, EXIT_CONFIG);
+    }
     if let Err(e) = signals::prepare() {
         return config_error(&format!("cannot set up signals: {e}"), EXIT_CONFIG);
     }
