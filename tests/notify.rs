@@ -1,6 +1,7 @@
 //! systemd's notify protocol (SPEC §8): with NOTIFY_SOCKET, trc says READY=1 once boot is done
-//! and every async task has started, STATUS= as tasks change, STOPPING=1 at teardown, and
-//! WATCHDOG=1 every WATCHDOG_USEC/2 when the watchdog is trc's. Tasks do not get the socket.
+//! and every async task is ready (started, for tasks without a `ready:` probe; tests/ready.rs
+//! has those), STATUS= as tasks change, STOPPING=1 at teardown, and WATCHDOG=1 every
+//! WATCHDOG_USEC/2 when the watchdog is trc's. Tasks do not get the socket.
 
 mod common;
 
@@ -125,7 +126,7 @@ fn ready_after_boot_and_async_starts_then_stopping_at_teardown() {
     assert!(booted.exists(), "READY=1 before boot was done");
     // READY says every async task has started: its STATUS names them.
     let status = ready.lines().find_map(|l| l.strip_prefix("STATUS=")).unwrap_or_else(|| panic!("{ready:?}"));
-    assert_eq!(status, "2 running: async-1, async-2", "{ready:?}");
+    assert_eq!(status, "2 running: async-1, async-2; 2 ready", "{ready:?}");
     assert_eq!(count(&manager.seen, "STOPPING=1"), 0);
     running.wait_for_line("async-2: second");
     wait_sleeping(work.path(), "one");
@@ -159,7 +160,7 @@ fn status_lines_name_the_running_tasks_as_they_change() {
     assert!(ready.contains("STATUS=2 running: quick, web"), "{ready:?}");
     std::fs::write(&go, "").unwrap();
     // quick has exited: web alone.
-    let msg = manager.wait_for("STATUS=1 running: web");
+    let msg = manager.wait_for("STATUS=1 running: web; 1 ready");
     assert!(!msg.contains("quick"));
     wait_sleeping(work.path(), "web");
     running.signal(libc::SIGTERM);
@@ -320,6 +321,6 @@ fn status_lines_with_many_non_ascii_names_are_cut_on_a_character() {
     assert!(!out.stderr.contains("internal error"), "{out:?}");
     let status = manager.seen.iter().find(|m| all_running(m)).unwrap();
     let line = status.lines().find(|l| l.starts_with("STATUS=")).unwrap();
-    assert!(line.contains("数据库") && line.ends_with("..."), "{line}");
+    assert!(line.contains("数据库") && line.ends_with("...; 31 ready"), "{line}");
     assert!(line.len() < 300, "the names are cut at 200 bytes: {line}");
 }

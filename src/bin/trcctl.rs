@@ -73,6 +73,16 @@ enum Verb {
     Reload,
     /// The trc instances that run (name, pid, work dir)
     Instances,
+    /// A probe for Kubernetes or Docker: exit 0 when trc answers and none of the tasks is
+    /// unhealthy (with --ready: and each is ready), 1 when not (why on stderr), 69 when no
+    /// trc answers
+    Check {
+        /// Also require every task to be ready (a readiness probe)
+        #[arg(long)]
+        ready: bool,
+        /// The tasks to check (default: every async task)
+        names: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -151,6 +161,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Some(name) => Some(name),
         None => choose_instance(cli.manager)?,
     };
+    if let Verb::Check { ready, names } = &cli.verb {
+        return check(instance.as_deref(), *ready, names, cli.json);
+    }
     let options = control::Options { instance, user: cli.user };
     let mut manager = control::open(cli.manager, &options)?;
     let json = cli.json;
@@ -223,9 +236,45 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
-        Verb::Instances => unreachable!("handled above"),
+        Verb::Instances | Verb::Check { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// `check`: always asks trc (whatever `--manager` says): 0 pass, 1 fail, 69 no trc.
+fn check(instance: Option<&str>, ready: bool, names: &[String], json: bool) -> Result<(), Failure> {
+    use trc::control::protocol::Command;
+    let Some(instance) = instance else {
+        return Err(Failure::Manager(ManagerError::Unavailable(format!(
+            "no trc instance is running (looked in {})",
+            trc::runtime_dir::base_dir().display()
+        ))));
+    };
+    let trc = control::client::Trc::named(instance)?;
+    let reply = trc.call(Command::Check { tasks: names.to_vec() })?;
+    let report = reply.check.unwrap_or_default();
+    let mut problems = report.unhealthy.clone();
+    if ready {
+        problems.extend(report.not_ready.iter().filter(|p| !report.unhealthy.contains(p)).cloned());
+    }
+    if json {
+        print_json(&serde_json::json!({
+            "ok": problems.is_empty(),
+            "unhealthy": report.unhealthy,
+            "not_ready": report.not_ready,
+        }));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for problem in &problems {
+        eprintln!("trcctl: {problem}");
+    }
+    Err(Failure::Manager(ManagerError::Refused(format!(
+        "{} {}",
+        problems.len(),
+        if ready { "not ready" } else { "unhealthy" }
+    ))))
 }
 
 /// Without `--instance`: the only running trc; when several run, ask (on a terminal) or say

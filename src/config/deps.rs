@@ -29,7 +29,10 @@ impl TaskFiles {
                     return Err(err(
                         &file.path,
                         d.line,
-                        format!("\"{}:\" is for async and sync tasks ({stage} tasks run once, to their end)", d.key),
+                        format!(
+                            "\"{}:\" is for async and sync tasks ({stage} tasks run once, to their end)",
+                            d.key
+                        ),
                     ));
                 }
             }
@@ -197,11 +200,17 @@ mod tests {
     #[test]
     fn unknown_sync_and_misplaced_names_are_errors() {
         let e = problem(vec![file(Stage::Async, "web", &[("after", "db")])]);
-        assert_eq!(e, "trc.d/async.web:2: \"after:\" names an unknown task \"db\" (async tasks: web, async-1)");
+        assert_eq!(
+            e,
+            "trc.d/async.web:2: \"after:\" names an unknown task \"db\" (async tasks: web, async-1)"
+        );
         let e = problem(vec![file(Stage::Sync, "s", &[]), file(Stage::Async, "a", &[("after", "s")])]);
         assert!(e.contains("\"s\" is a sync task"), "{e}");
         let e = problem(vec![file(Stage::Boot, "b", &[("restart", "never"), ("ready", "notify")])]);
-        assert_eq!(e, "trc.d/boot.b:3: \"ready:\" is for async and sync tasks (boot tasks run once, to their end)");
+        assert_eq!(
+            e,
+            "trc.d/boot.b:3: \"ready:\" is for async and sync tasks (boot tasks run once, to their end)"
+        );
         let e = problem(vec![file(Stage::Halt, "h", &[("after", "x")])]);
         assert!(e.starts_with("trc.d/halt.h:2: \"after:\" is for async"), "{e}");
     }

@@ -211,7 +211,9 @@ impl HttpUrl {
         };
         let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
         if authority.is_empty() || authority.contains('@') || path.chars().any(char::is_whitespace) {
-            return Err(format!("\"{text}\" is not an http:// URL (write e.g. http://127.0.0.1:8080/healthz)"));
+            return Err(format!(
+                "\"{text}\" is not an http:// URL (write e.g. http://127.0.0.1:8080/healthz)"
+            ));
         }
         let has_port = match authority.rfind(':') {
             Some(i) => !authority[i..].contains(']'),
@@ -225,8 +227,11 @@ impl HttpUrl {
 
 /// `after:` names: async task names, separated by spaces or commas.
 pub fn parse_names(text: &str) -> Result<Vec<String>, String> {
-    let names: Vec<String> =
-        text.split(|c: char| c.is_whitespace() || c == ',').filter(|n| !n.is_empty()).map(str::to_owned).collect();
+    let names: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
     if names.is_empty() {
         return Err("\"after:\" needs at least one task name".to_owned());
     }
@@ -242,17 +247,25 @@ mod tests {
         assert_eq!(Probe::parse_ready("none").unwrap(), Probe::None);
         assert_eq!(Probe::parse_ready("notify").unwrap(), Probe::Notify);
         assert_eq!(Probe::parse_ready("fd 3").unwrap(), Probe::Fd(3));
-        assert!(matches!(Probe::parse_ready("log ^listening on .*:80$").unwrap(), Probe::Log(p) if p.matches(b"listening on 0.0.0.0:80")));
+        assert!(
+            matches!(Probe::parse_ready("log ^listening on .*:80$").unwrap(), Probe::Log(p) if p.matches(b"listening on 0.0.0.0:80"))
+        );
         assert_eq!(Probe::parse_ready("check pg_isready -q").unwrap(), Probe::Check("pg_isready -q".into()));
         assert_eq!(Probe::parse_ready("tcp 127.0.0.1:5432").unwrap(), Probe::Tcp("127.0.0.1:5432".into()));
         assert_eq!(Probe::parse_ready("tcp [::1]:80").unwrap(), Probe::Tcp("[::1]:80".into()));
         assert_eq!(Probe::parse_ready("file /run/x.pid").unwrap(), Probe::File("/run/x.pid".into()));
-        let Probe::Http(url) = Probe::parse_ready("http http://localhost:8080/healthz?deep=1").unwrap() else {
+        let Probe::Http(url) = Probe::parse_ready("http http://localhost:8080/healthz?deep=1").unwrap()
+        else {
             panic!("not http")
         };
         assert_eq!((url.addr.as_str(), url.path.as_str()), ("localhost:8080", "/healthz?deep=1"));
-        let Probe::Http(url) = Probe::parse_ready("http http://127.0.0.1").unwrap() else { panic!("not http") };
-        assert_eq!((url.addr.as_str(), url.path.as_str(), url.host.as_str()), ("127.0.0.1:80", "/", "127.0.0.1"));
+        let Probe::Http(url) = Probe::parse_ready("http http://127.0.0.1").unwrap() else {
+            panic!("not http")
+        };
+        assert_eq!(
+            (url.addr.as_str(), url.path.as_str(), url.host.as_str()),
+            ("127.0.0.1:80", "/", "127.0.0.1")
+        );
         assert!(Probe::parse_ready("http://localhost/x").is_err());
     }
 

@@ -94,6 +94,12 @@ pub enum Command {
     /// Reads the work dir again: starts new async tasks, stops removed ones, restarts changed
     /// ones.
     Reload,
+    /// A probe: which of `tasks` (default: every async task) are unhealthy, and which are not
+    /// ready. Answered in every phase.
+    Check {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tasks: Vec<String>,
+    },
 }
 
 /// A reply. `ok: false` comes with `error`; the other fields depend on the request.
@@ -116,6 +122,18 @@ pub struct Reply {
     pub reload: Option<ReloadReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<LogLine>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckReport>,
+}
+
+/// `check`'s answer: each problem as "NAME: why".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// The tasks that are unhealthy (a liveness probe fails on these).
+    pub unhealthy: Vec<String>,
+    /// The tasks that are not ready, and the group itself while it boots or stops (a
+    /// readiness probe fails on these and on the unhealthy ones).
+    pub not_ready: Vec<String>,
 }
 
 impl Reply {
@@ -180,6 +198,25 @@ pub struct TaskInfo {
     /// Its file, or its command.
     #[serde(default)]
     pub command: String,
+    /// It is ready (`running`): its `ready:` probe passed (at once without one).
+    #[serde(default)]
+    pub ready: bool,
+    /// `healthy` or `unhealthy` with a health check or a watchdog; `null` without.
+    #[serde(default)]
+    pub health: Option<String>,
+    /// Why trc counted its last run as failed: `ready-timeout`, `unhealthy`, `watchdog`,
+    /// `dependency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The task's own `STATUS=` (sd_notify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_status: Option<String>,
+    /// The tasks of its `after:` it waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+    /// Why its last probe attempt failed (a readiness or health check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_problem: Option<String>,
 }
 
 /// What `reload` changed.

@@ -87,6 +87,8 @@ struct Fields {
     /// For journal records whose console line shows main's pid (a halt task's exit).
     stage: Option<String>,
     task_pid: Option<u32>,
+    /// Shown even when not verbose (a warning the operator must see).
+    always: bool,
 }
 
 impl Visit for Fields {
@@ -97,6 +99,12 @@ impl Visit for Fields {
             "stage" => self.stage = Some(value.to_owned()),
             "message" => self.message.push_str(value),
             _ => {}
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "always" {
+            self.always = value;
         }
     }
 
@@ -135,11 +143,15 @@ impl<S: Subscriber> Layer<S> for Console {
             Level::DEBUG => verbose && self.inner.extra.load(Ordering::Relaxed),
             Level::TRACE => false,
         };
-        if !shown {
+        // A warning with `always = true` is shown whatever the verbosity.
+        if !shown && level != Level::WARN {
             return;
         }
         let mut fields = Fields::default();
         event.record(&mut fields);
+        if !shown && !fields.always {
+            return;
+        }
         if level == Level::DEBUG {
             fields.message.insert_str(0, " - ");
         }

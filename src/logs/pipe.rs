@@ -161,6 +161,8 @@ pub struct LineSink {
     pub pid: Cell<i32>,
     /// The task's recent lines, for `trcctl logs`.
     pub ring: Option<Rc<RefCell<LogRing>>>,
+    /// `ready: log REGEX`: lines are matched while its task is starting.
+    pub watch: Option<Rc<crate::supervisor::probe::LogWatch>>,
 }
 
 impl LineSink {
@@ -181,6 +183,9 @@ impl LineSink {
 
     /// Keeps a line in the task's ring of recent lines.
     fn keep(&self, line: &[u8]) {
+        if let Some(watch) = &self.watch {
+            watch.line(line);
+        }
         if let Some(ring) = &self.ring {
             let tag = match self.output {
                 Output::Stdout => b'o',

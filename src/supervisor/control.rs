@@ -26,7 +26,9 @@ use crate::config::{
     apply, escape_controls, header_directives, parse_signal, Stage, TaskFile, TaskFiles, TaskSettings,
 };
 use crate::control::manager::{check_task_name, shell_body, EnsureSpec, Ensured};
-use crate::control::protocol::{Command, InstanceInfo, ReloadReport, Reply, TaskInfo, DEFAULT_LOG_LINES};
+use crate::control::protocol::{
+    CheckReport, Command, InstanceInfo, ReloadReport, Reply, TaskInfo, DEFAULT_LOG_LINES,
+};
 use crate::control::server::{Answer, Call};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,8 +58,14 @@ impl Supervisor {
     pub(super) fn control(&mut self, call: Call) {
         let Call { request, answer } = call;
         let command = request.command;
-        let changes =
-            !matches!(command, Command::Info | Command::List | Command::Status { .. } | Command::Logs { .. });
+        let changes = !matches!(
+            command,
+            Command::Info
+                | Command::List
+                | Command::Status { .. }
+                | Command::Logs { .. }
+                | Command::Check { .. }
+        );
         if changes && self.group.phase != Phase::Running {
             let why = match self.group.phase {
                 Phase::Boot => "trc is still booting",
@@ -127,6 +135,7 @@ impl Supervisor {
                 Err(e) => Err(e),
             },
             Command::Reload => return self.submit_reload(answer),
+            Command::Check { tasks } => self.check(&tasks).map(|check| Reply { check: Some(check), ..Reply::ok() }),
         };
         let _ = answer.send(reply.unwrap_or_else(Reply::error).into());
     }
@@ -193,16 +202,67 @@ impl Supervisor {
     pub(super) fn task_info(&self, id: TaskId) -> TaskInfo {
         let task = &self.tasks[id];
         let now = Instant::now();
+        let probing = self.probing.get(&id);
         TaskInfo {
             name: task.name.clone(),
             stage: task.stage.as_str().to_owned(),
-            state: task.state_word().to_owned(),
+            // A start held back by its dependencies has not begun.
+            state: match probing {
+                Some(p) if !p.waiting_for.is_empty() => "pending".to_owned(),
+                _ => task.state_word().to_owned(),
+            },
             pid: task.pid().map(|p| p.as_raw()),
             since_secs: task.since.map(|t| (now - t).as_secs_f64()),
             starts: task.machine.starts,
             last_status: task.last_status,
             command: task.label.clone(),
+            ready: matches!(task.state(), super::machine::State::Running { .. }),
+            health: self.health_word(id).map(str::to_owned),
+            reason: task.machine.failure.map(|f| f.as_str().to_owned()),
+            notify_status: probing.and_then(|p| p.notify_status.clone()),
+            waiting_for: probing.map(|p| p.waiting_for.clone()).unwrap_or_default(),
+            probe_problem: probing.and_then(|p| p.last_problem.clone()),
         }
+    }
+
+    /// `check`: the named tasks (default: every async task) that are unhealthy or not ready.
+    /// Without names, async tasks that finished with status 0 (one-shot) or are held down by
+    /// `stop` are left out of readiness, as for trc's own READY=1.
+    fn check(&self, names: &[String]) -> Result<CheckReport, String> {
+        let ids: Vec<TaskId> = if names.is_empty() {
+            self.tasks
+                .iter()
+                .filter(|(_, t)| t.stage == Stage::Async && !t.is_removed())
+                .map(|(id, _)| id)
+                .collect()
+        } else {
+            names.iter().map(|n| self.find(n)).collect::<Result<_, _>>()?
+        };
+        let mut report = CheckReport::default();
+        match self.group.phase {
+            Phase::Running => {}
+            Phase::Boot => report.not_ready.push("trc: still booting".to_owned()),
+            _ => report.not_ready.push("trc: stopping".to_owned()),
+        }
+        for id in ids {
+            let task = &self.tasks[id];
+            let problem = self.probing.get(&id).and_then(|p| p.last_problem.clone());
+            if self.health_word(id) == Some("unhealthy") {
+                let why = problem.clone().unwrap_or_else(|| "unhealthy".to_owned());
+                report.unhealthy.push(format!("{}: unhealthy: {why}", task.name));
+            }
+            let exempt = names.is_empty()
+                && matches!(
+                    task.state(),
+                    super::machine::State::Finished { status: 0 } | super::machine::State::Stopped { .. }
+                );
+            if !exempt {
+                if let Some(why) = self.readiness_problem(id) {
+                    report.not_ready.push(format!("{}: {why}", task.name));
+                }
+            }
+        }
+        Ok(report)
     }
 
     fn task_reply(&self, id: TaskId) -> Reply {
@@ -604,7 +664,8 @@ mod tests {
             assert!(err.contains(needle), "{:?}: {err}", spec.directives);
         }
         // The group's defaults count: a long restart-max-delay lets restart-delay be long.
-        let long = TaskSettings { restart_max_delay: std::time::Duration::from_secs(600), ..defaults.clone() };
+        let long =
+            TaskSettings { restart_max_delay: std::time::Duration::from_secs(600), ..defaults.clone() };
         assert!(task_file_text(&spec(&[("restart-delay", "1m")], &sleep), &long).is_ok());
         let bad_name = EnsureSpec { name: "x\ny".into(), ..spec(&[], &sleep) };
         assert!(task_file_text(&bad_name, &defaults).unwrap_err().contains("bad task name"));

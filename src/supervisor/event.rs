@@ -32,6 +32,8 @@ pub struct Batch {
     pub reaped: Vec<(Pid, i32)>,
     pub calls: Vec<Call>,
     pub jobs: Vec<JobDone>,
+    /// What readiness readers, log pumps and network probes saw.
+    pub probes: Vec<super::probe::ProbeEvent>,
     /// When the batch was taken: deadlines up to this are due.
     pub now: Option<Instant>,
 }
@@ -51,7 +53,7 @@ impl Supervisor {
     /// The earliest deadline of any task, lingering group or sweep.
     fn next_deadline(&self) -> Option<Instant> {
         let tasks = self.tasks.iter().filter_map(|(_, t)| t.machine.deadline());
-        tasks.chain(self.teardown_deadline()).min()
+        tasks.chain(self.teardown_deadline()).chain(self.probe_deadline()).min()
     }
 
     /// Sleeps until something happens, then takes everything that is ready.
@@ -85,6 +87,7 @@ impl Supervisor {
                     None => control_closed = true,
                 },
                 job = self.jobs.recv() => batch.jobs.extend(job),
+                event = self.probe_rx.recv() => batch.probes.extend(event),
                 () = sleep => {}
             }
         }
@@ -109,6 +112,9 @@ impl Supervisor {
         }
         while let Ok(job) = self.jobs.try_recv() {
             batch.jobs.push(job);
+        }
+        while let Ok(event) = self.probe_rx.try_recv() {
+            batch.probes.push(event);
         }
         // One reap pass whether or not SIGCHLD was seen: signals of one kind coalesce.
         batch.reaped = reap::reap_exited();

@@ -16,7 +16,7 @@
 //!   kills what is left at once; in Halt it is ignored (halt tasks run to their end).
 
 use super::event::{Batch, MAX_STARTS};
-use super::machine::{Action, Input, State, Wanted};
+use super::machine::{Action, Failure, Input, State, Wanted};
 use super::policy::{self, GroupPolicy};
 use super::task::{Source, TaskId};
 use super::{signals, Supervisor};
@@ -114,8 +114,15 @@ impl Supervisor {
         for job in batch.jobs {
             self.job_done(job);
         }
+        for event in batch.probes {
+            self.probe_event(event);
+        }
         if let Some(now) = batch.now {
             self.on_time(now);
+        }
+        self.dependencies_changed();
+        if self.group.phase == Phase::Stopping {
+            self.stop_released_dependencies();
         }
         self.advance();
     }
@@ -166,6 +173,22 @@ impl Supervisor {
             }
             Action::Finished { status } => self.task_finished(id, status),
             Action::Release => self.release(id),
+            Action::Failing(Failure::ReadyTimeout) => {
+                let task = &self.tasks[id];
+                let settings = task.settings();
+                tracing::warn!(
+                    always = true,
+                    ns = task.stage.ns(),
+                    pid = task.pid().map_or(0, Pid::as_raw),
+                    task = task.name.as_str(),
+                    "{} is not ready within {} ({}): stopping it, a failed start",
+                    task.name,
+                    humantime::format_duration(settings.ready_timeout.unwrap_or_default()),
+                    settings.ready
+                );
+            }
+            // Said by the health check or the watchdog (`probe.rs`), which know why.
+            Action::Failing(_) => {}
         }
     }
 
@@ -197,6 +220,9 @@ impl Supervisor {
     // ----- exits --------------------------------------------------------------------------
 
     fn on_reaped(&mut self, pid: Pid, status: i32) {
+        if self.check_reaped(pid, status) {
+            return;
+        }
         let Some(id) = self.by_pid.remove(&pid) else {
             debug!("reaped an adopted process <pid={pid}> (exitcode={status})");
             return;
@@ -248,6 +274,7 @@ impl Supervisor {
             }
             self.feed(id, Input::Tick { now });
         }
+        self.probe_tick(now);
         self.teardown_tick(now);
     }
 
@@ -422,8 +449,7 @@ impl Supervisor {
         for id in asyncs {
             self.feed(id, Input::Start);
         }
-        // Boot is done and every async task has started.
-        self.notify("READY=1");
+        // trc's own READY=1 comes once every async task is ready (`check_group_ready`).
         self.next_sync();
     }
 

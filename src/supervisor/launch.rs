@@ -78,11 +78,20 @@ impl Supervisor {
     /// task that cannot be started is reported (always); the machine counts it as a start
     /// that failed (127 when not found, else 126).
     pub(super) fn launch(&mut self, id: TaskId) {
+        if self.held_by_dependencies(id) {
+            self.wake_waiters(id, control::Want::Up);
+            return;
+        }
         self.set_up_logs(id);
         let save_to = (self.tasks[id].stage == Stage::Boot).then(|| self.boot_save_path(id));
-        let spec = self.spec_for(id, save_to.as_deref());
+        let mut spec = self.spec_for(id, save_to.as_deref());
+        self.probe_prepare(id, &mut spec);
         self.tasks[id].runs_bash = spec.program == "bash";
-        let spawned = match spawn::spawn(&spec) {
+        let spawned = spawn::spawn(&spec);
+        // The child has its copy of the readiness pipe's write end: ours must go, so that the
+        // reader sees its end when the task's processes are gone.
+        drop(spec);
+        let spawned = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
                 let task = &self.tasks[id];
@@ -129,8 +138,8 @@ impl Supervisor {
         }
         self.status_dirty = true;
         self.feed(id, Input::Spawned { pid });
-        // Started = ready (no readiness check yet).
-        self.feed(id, Input::Ready);
+        // Ready at once without a `ready:` probe; else when it says so.
+        self.probe_started(id);
         self.wake_waiters(id, control::Want::Up);
     }
 
@@ -143,6 +152,7 @@ impl Supervisor {
             logs.drain();
         }
         self.status_dirty = true;
+        self.probe_stopped(id);
         let task = &mut self.tasks[id];
         task.last_status = Some(status);
         task.since = Some(Instant::now());
@@ -197,6 +207,8 @@ impl Supervisor {
             logs.close();
         }
         self.stop_marks.remove(&id);
+        self.probe_release(id);
+        self.blocked.retain(|&b| b != id);
         self.wake_waiters(id, control::Want::Down);
         self.waiters.retain(|w| w.task != id);
         if let Some(task) = self.tasks.remove(id) {
@@ -214,6 +226,8 @@ impl Supervisor {
         }
         let base = format!("{}.{}", task.stage, task.name);
         let ring = Rc::new(RefCell::new(LogRing::default()));
+        let watch = self.log_watch(id);
+        let task = &self.tasks[id];
         let open = |suffix: &str, output| {
             let path = self.runtime_dir.path().join(format!("{base}.{suffix}"));
             let sink = LineSink {
@@ -225,6 +239,7 @@ impl Supervisor {
                 stage: task.stage.as_str(),
                 pid: std::cell::Cell::new(0),
                 ring: Some(ring.clone()),
+                watch: Some(watch.clone()),
             };
             LogStream::create(path, sink)
         };

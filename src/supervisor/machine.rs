@@ -8,6 +8,11 @@
 //! ```text
 //!                 Start / Want(Up)                 Spawned            Ready
 //!   Pending ----------------------> [Spawn] -----> Starting --------> Running
+//!                                                     |                  |
+//!                                      Tick(until): not ready in time;   Fail(unhealthy,
+//!                                      Fail: [Failing][Signal]           watchdog): [Failing][Signal]
+//!                                                     v                  v
+//!                                     Stopping(then: Fail) --Exited--> restart policy, as a failure
 //!      |                               |              |                  |
 //!      |                    SpawnFailed|              +--Exited--+-------+-- Want(Down|Removed),
 //!      |                               v              |          |       |   Restart, Teardown:
@@ -30,7 +35,14 @@
 //!   in its timer pass, after signals and control requests had their turn.
 //! - Boot and halt tasks run once: their exit is always final.
 //! - A task stopped by trc (teardown, `stop`, `restart`, removal) is never restarted by its
-//!   policy.
+//!   policy; one stopped because it failed (not ready by its `ready-timeout`, unhealthy, its
+//!   watchdog not fed) is: its exit counts as a failure (status 0 counts as 1).
+//! - A task with a `ready:` probe stays `Starting` until `Ready` or its `until` (the
+//!   `ready-timeout`); without one, the supervisor feeds `Ready` right after `Spawned`.
+//! - `Ending`: the group stops, but this task only once the tasks that depend on it have
+//!   stopped; meanwhile it is not restarted (an exit is final).
+//! - `DependencyFailed`: a task waiting for its dependencies to be ready (spawn asked, not
+//!   done) whose dependency finished for good never starts: finished, with that status.
 //!
 //! Timing rules of `Stopping`: the stop signal goes to the task's process group at once;
 //! [`RESEND_CHECKS`] after it, trc looks for members of the group that cannot have received it
@@ -52,9 +64,10 @@ pub const RESEND_CHECKS: [Duration; 4] =
 pub enum State {
     /// Not started yet (a sync task waiting for its turn, any task before its stage).
     Pending,
-    /// Its process runs but is not ready yet.
+    /// Its process runs but is not ready yet; not ready by `until`: a failed start.
     Starting {
         pid: Pid,
+        until: Option<Instant>,
     },
     Running {
         pid: Pid,
@@ -98,6 +111,33 @@ pub enum Then {
     Remove,
     /// The group is stopping.
     Teardown,
+    /// Trc stopped it because it failed: its exit goes to the restart policy as a failure.
+    Fail(Failure),
+}
+
+/// Why trc stopped a task (or never started it) as a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Not ready within its `ready-timeout`.
+    ReadyTimeout,
+    /// `health-retries` health checks failed in a row.
+    Unhealthy,
+    /// No `WATCHDOG=1` within its `watchdog:` time (or `WATCHDOG=trigger`).
+    Watchdog,
+    /// A task of its `after:` finished for good without being ready: it never started.
+    Dependency,
+}
+
+impl Failure {
+    /// The word `trcctl status` shows as its `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::ReadyTimeout => "ready-timeout",
+            Failure::Unhealthy => "unhealthy",
+            Failure::Watchdog => "watchdog",
+            Failure::Dependency => "dependency",
+        }
+    }
 }
 
 /// What the operator wants of a task.
@@ -129,6 +169,12 @@ pub enum Input {
     Restart,
     /// The group is stopping.
     Teardown,
+    /// The group is stopping; this task stops later (after its dependents): no restart.
+    Ending,
+    /// The operator, a health check or the watchdog says it failed: stop it as a failure.
+    Fail(Failure),
+    /// A task it waits for finished for good with `status`: it never starts.
+    DependencyFailed { status: i32 },
 }
 
 /// What the supervisor must do after a transition.
@@ -150,6 +196,8 @@ pub enum Action {
     Finished { status: i32 },
     /// It is gone: free what it holds.
     Release,
+    /// Log that it is stopped because it failed (not ready in time, unhealthy, watchdog).
+    Failing(Failure),
 }
 
 /// A task's place in the state machine, with what its transitions need.
@@ -164,6 +212,10 @@ pub struct Machine {
     pub started_at: Option<Instant>,
     /// Starts so far, failed ones included.
     pub starts: u64,
+    /// The group is stopping: an exit is final.
+    pub ending: bool,
+    /// Why its last run failed, when trc decided it had (cleared at the next start).
+    pub failure: Option<Failure>,
 }
 
 impl Machine {
@@ -176,13 +228,15 @@ impl Machine {
             restart: RestartState::default(),
             started_at: None,
             starts: 0,
+            ending: false,
+            failure: None,
         }
     }
 
     /// The pid of its process, while it has one.
     pub fn pid(&self) -> Option<Pid> {
         match self.state {
-            State::Starting { pid } | State::Running { pid } | State::Stopping { pid, .. } => Some(pid),
+            State::Starting { pid, .. } | State::Running { pid } | State::Stopping { pid, .. } => Some(pid),
             _ => None,
         }
     }
@@ -191,6 +245,7 @@ impl Machine {
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
             State::Backoff { until, .. } if self.wanted == Wanted::Up => Some(until),
+            State::Starting { until, .. } => until,
             State::Stopping { killed: true, .. } => None,
             State::Stopping { sent, deadline, checks, .. } => {
                 Some(match RESEND_CHECKS.get(usize::from(checks)) {
@@ -222,14 +277,23 @@ impl Machine {
             {
                 self.spawn(now, &mut actions)
             }
-            (_, Input::Spawned { pid }) => self.state = S::Starting { pid },
-            (S::Starting { pid }, Input::Ready) => self.state = S::Running { pid },
+            (_, Input::Spawned { pid }) => {
+                let timed = self.settings.ready != crate::config::probe::Probe::None;
+                let until = self.settings.ready_timeout.filter(|_| timed).map(|t| now + t);
+                self.failure = None;
+                self.state = S::Starting { pid, until }
+            }
+            (S::Starting { pid, .. }, Input::Ready) => self.state = S::Running { pid },
             (_, Input::SpawnFailed { status }) => self.exited(status, true, now, &mut actions),
             // ----- exits
             (S::Starting { .. } | S::Running { .. }, Input::Exited { status, exec_failed }) => {
                 self.exited(status, exec_failed, now, &mut actions)
             }
             (S::Stopping { then, .. }, Input::Exited { status, .. }) => match then {
+                Then::Fail(failure) => {
+                    self.failure = Some(failure);
+                    self.exited(if status == 0 { 1 } else { status }, false, now, &mut actions)
+                }
                 Then::Down => self.state = S::Stopped { status: Some(status) },
                 Then::Remove => {
                     self.state = S::Stopped { status: Some(status) };
@@ -246,6 +310,18 @@ impl Machine {
             (S::Backoff { until, .. }, Input::Tick { now }) if until <= now && self.wanted == Wanted::Up => {
                 self.spawn(now, &mut actions)
             }
+            (S::Starting { pid, until: Some(until) }, Input::Tick { now }) if until <= now => {
+                self.fail(pid, Failure::ReadyTimeout, now, &mut actions)
+            }
+            // ----- failures
+            (S::Starting { pid, .. } | S::Running { pid }, Input::Fail(failure)) => {
+                self.fail(pid, failure, now, &mut actions)
+            }
+            (S::Pending, Input::DependencyFailed { status }) if self.wanted == Wanted::Up => {
+                self.failure = Some(Failure::Dependency);
+                self.state = S::Finished { status };
+                actions.push(A::Finished { status });
+            }
             (S::Stopping { pid, sent, deadline, killed: false, checks, then }, Input::Tick { now }) => {
                 if deadline <= now {
                     self.state = S::Stopping { pid, sent, deadline, killed: true, checks, then };
@@ -260,7 +336,7 @@ impl Machine {
                 self.wanted = wanted;
                 self.want(wanted, now, &mut actions)
             }
-            (S::Starting { pid } | S::Running { pid }, Input::Restart) => {
+            (S::Starting { pid, .. } | S::Running { pid }, Input::Restart) => {
                 self.wanted = Wanted::Up;
                 self.stop(pid, Then::Restart, now, &mut actions)
             }
@@ -276,13 +352,19 @@ impl Machine {
                 self.spawn(now, &mut actions)
             }
             // ----- the group stops
-            (S::Starting { pid } | S::Running { pid }, Input::Teardown) => {
+            (_, Input::Teardown | Input::Ending) if !self.ending => {
+                self.ending = true;
+                return self.transition(input, now);
+            }
+            (S::Starting { pid, .. } | S::Running { pid }, Input::Teardown) => {
                 self.stop(pid, Then::Teardown, now, &mut actions)
             }
             (S::Stopping { pid, sent, deadline, killed, checks, .. }, Input::Teardown) => {
                 self.state = S::Stopping { pid, sent, deadline, killed, checks, then: Then::Teardown }
             }
-            (S::Backoff { status, .. }, Input::Teardown) => self.state = S::Finished { status },
+            (S::Backoff { status, .. }, Input::Teardown | Input::Ending) => {
+                self.state = S::Finished { status }
+            }
             // Everything else changes nothing (a tick before its time, a start while running).
             _ => {}
         }
@@ -298,6 +380,12 @@ impl Machine {
         actions.push(Action::Spawn);
     }
 
+    /// Stops it because it failed: its exit goes to the restart policy as a failure.
+    fn fail(&mut self, pid: Pid, failure: Failure, now: Instant, actions: &mut Vec<Action>) {
+        actions.push(Action::Failing(failure));
+        self.stop(pid, Then::Fail(failure), now, actions)
+    }
+
     fn stop(&mut self, pid: Pid, then: Then, now: Instant, actions: &mut Vec<Action>) {
         let deadline = now + self.settings.stop_timeout;
         self.state = State::Stopping { pid, sent: now, deadline, killed: false, checks: 0, then };
@@ -311,6 +399,10 @@ impl Machine {
             if self.wanted == Wanted::Removed {
                 actions.push(Action::Release);
             }
+            return;
+        }
+        if self.ending {
+            self.state = State::Finished { status };
             return;
         }
         if !matches!(self.stage, Stage::Async | Stage::Sync) {
@@ -344,7 +436,7 @@ impl Machine {
         use State as S;
         let then = if wanted == Wanted::Removed { Then::Remove } else { Then::Down };
         match (self.state, wanted) {
-            (S::Starting { pid } | S::Running { pid }, Wanted::Down | Wanted::Removed) => {
+            (S::Starting { pid, .. } | S::Running { pid }, Wanted::Down | Wanted::Removed) => {
                 self.stop(pid, then, now, actions)
             }
             (
@@ -468,7 +560,7 @@ mod tests {
         let d5 = Duration::from_secs(5);
         let exited = |status| Input::Exited { status, exec_failed: false };
         let running = S::Running { pid: pid() };
-        let starting = S::Starting { pid: pid() };
+        let starting = S::Starting { pid: pid(), until: None };
         let backoff = S::Backoff { until: t0 + Duration::from_secs(1), status: 1 };
         let restarting = |ms| A::Restarting { delay: Duration::from_millis(ms), count: 1 };
         let later = |s| Input::Tick { now: t0 + Duration::from_secs(s) };
@@ -584,7 +676,13 @@ mod tests {
             want(running, down, stopping(t0, Then::Down), down, vec![A::Signal]),
             want(running, removed, stopping(t0, Then::Remove), removed, vec![A::Signal]),
             want(running, up, running, up, vec![]),
-            want(S::Starting { pid: pid() }, down, stopping(t0, Then::Down), down, vec![A::Signal]),
+            want(
+                S::Starting { pid: pid(), until: None },
+                down,
+                stopping(t0, Then::Down),
+                down,
+                vec![A::Signal],
+            ),
             want(backoff, down, S::Stopped { status: Some(1) }, down, vec![]),
             want(backoff, removed, S::Stopped { status: Some(1) }, removed, vec![A::Release]),
             want(backoff, up, S::Pending, up, vec![A::Spawn]),

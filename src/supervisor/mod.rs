@@ -23,6 +23,7 @@ mod launch;
 mod leftovers;
 pub mod machine;
 pub mod policy;
+pub mod probe;
 pub mod reap;
 pub mod restart;
 pub mod signals;
@@ -162,6 +163,7 @@ pub fn run(setup: Setup) -> i32 {
             });
         }
         let (jobs_tx, jobs) = mpsc::unbounded_channel();
+        let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let supervisor = Supervisor {
             console: setup.console,
             cli: setup.cli,
@@ -192,6 +194,13 @@ pub fn run(setup: Setup) -> i32 {
             waiters: Vec::new(),
             teardown_started: None,
             status_dirty: false,
+            probing: HashMap::new(),
+            check_pids: HashMap::new(),
+            probe_tx,
+            probe_rx,
+            blocked: Vec::new(),
+            teardown_held: Vec::new(),
+            ready_sent: false,
         };
         supervisor.run().await
     })
@@ -305,6 +314,19 @@ struct Supervisor {
     teardown_started: Option<tokio::time::Instant>,
     /// A task started or exited since the last STATUS= line.
     status_dirty: bool,
+    /// Readiness, health and watchdog state per task (`probe.rs`).
+    probing: HashMap<TaskId, probe::Probing>,
+    /// Check commands in flight, by pid.
+    check_pids: HashMap<Pid, TaskId>,
+    /// What readers, log pumps and network probes report.
+    probe_tx: mpsc::UnboundedSender<probe::ProbeEvent>,
+    probe_rx: mpsc::UnboundedReceiver<probe::ProbeEvent>,
+    /// Tasks whose start waits for their dependencies, in the order they asked.
+    blocked: Vec<TaskId>,
+    /// Teardown: tasks whose stop waits for their dependents to stop.
+    teardown_held: Vec<TaskId>,
+    /// trc's own READY=1 has been sent.
+    ready_sent: bool,
 }
 
 /// A task's two log pipes, their pumps and its recent lines.
@@ -340,6 +362,7 @@ impl Supervisor {
         self.begin();
         self.advance();
         let status = loop {
+            self.check_group_ready();
             self.send_status();
             self.record_groups();
             if let Some(status) = self.group.exit_status() {
@@ -382,7 +405,15 @@ impl Supervisor {
         }
     }
 
-    /// `STATUS=` text: which tasks run now.
+    /// trc's own `READY=1`, once: boot is done and every async task is ready.
+    fn check_group_ready(&mut self) {
+        if !self.ready_sent && self.group_is_ready() {
+            self.ready_sent = true;
+            self.notify("READY=1");
+        }
+    }
+
+    /// `STATUS=` text: which tasks run now, how many are ready, starting, unhealthy.
     fn status_line(&self) -> String {
         let running: Vec<&str> =
             self.tasks.iter().filter(|(_, t)| t.is_active()).map(|(_, t)| t.name.as_str()).collect();
@@ -392,6 +423,14 @@ impl Supervisor {
         if !running.is_empty() {
             line.push_str(": ");
             line.push_str(&cut_at_char_boundary(&running.join(", "), 200));
+            let (ready, starting, unhealthy) = self.readiness_counts();
+            line.push_str(&format!("; {ready} ready"));
+            if starting > 0 {
+                line.push_str(&format!(", {starting} starting"));
+            }
+            if unhealthy > 0 {
+                line.push_str(&format!(", {unhealthy} unhealthy"));
+            }
         }
         if waiting > 0 {
             line.push_str(&format!("; {waiting} waiting to restart"));

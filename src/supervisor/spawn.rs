@@ -53,6 +53,9 @@ pub struct SpawnSpec {
     pub stderr: Option<OwnedFd>,
     /// The child waits for [`Spawned::go`] before it execs.
     pub hold: bool,
+    /// An fd the child gets as this number (`ready: fd N`: the write end of its readiness
+    /// pipe). 3 or more.
+    pub extra_fd: Option<(OwnedFd, i32)>,
 }
 
 /// A forked child: the leader of its own process group by the time [`spawn`] returns.
@@ -140,6 +143,8 @@ struct ChildPlan {
     stdio: [Option<i32>; 3],
     go: Option<i32>,
     report: i32,
+    /// (the fd, the number it must have).
+    extra: Option<(i32, i32)>,
     sigrtmax: i32,
     /// trc's pid, to check after `PR_SET_PDEATHSIG` that trc has not died already.
     parent: libc::pid_t,
@@ -185,6 +190,7 @@ impl<'a> Prepared<'a> {
             stdio: [raw(&self.devnull), raw(&self.spec.stdout), raw(&self.spec.stderr)],
             go: self.go.as_ref().map(|(read, _)| read.as_raw_fd()),
             report: self.report.1.as_raw_fd(),
+            extra: self.spec.extra_fd.as_ref().map(|(fd, target)| (fd.as_raw_fd(), *target)),
             sigrtmax: libc::SIGRTMAX(),
             parent: std::process::id() as libc::pid_t,
             path: self.path.as_ptr(),
@@ -274,12 +280,28 @@ unsafe fn run_child(plan: &ChildPlan) -> ! {
             // Allowed from a background group because SIGTTOU is blocked (still all are).
             libc::tcsetpgrp(0, libc::getpid());
         }
-        // Only fds 0-2 survive: the two pipe ends we still need are close-on-exec. Closing
-        // the rest now (not only at exec) also drops our copies of the write ends of other
-        // children's go pipes, whose end of file must not wait for us.
-        close_fds_except(plan.go.unwrap_or(plan.report), plan.report);
+        let (mut go, mut report) = (plan.go, plan.report);
+        if let Some((fd, target)) = plan.extra {
+            // The pipe ends we still need move out of the target's way first (to numbers above
+            // it, close-on-exec as before).
+            if go == Some(target) {
+                go = Some(libc::fcntl(target, libc::F_DUPFD_CLOEXEC, target + 1));
+            }
+            if report == target {
+                report = libc::fcntl(target, libc::F_DUPFD_CLOEXEC, target + 1);
+            }
+            if fd == target {
+                libc::fcntl(fd, libc::F_SETFD, 0);
+            } else {
+                libc::dup2(fd, target);
+            }
+        }
+        // Only fds 0-2 (and the extra one) survive: the two pipe ends we still need are
+        // close-on-exec. Closing the rest now (not only at exec) also drops our copies of the
+        // write ends of other children's go pipes, whose end of file must not wait for us.
+        close_fds_except(&mut [go.unwrap_or(report), report, plan.extra.map_or(report, |(_, t)| t)]);
         set_signal_mask(0);
-        if let Some(go) = plan.go {
+        if let Some(go) = go {
             // Wait for the parent's word (end of file: the parent dropped it, do not run).
             let mut byte = 0u8;
             loop {
@@ -294,7 +316,7 @@ unsafe fn run_child(plan: &ChildPlan) -> ! {
         }
         libc::execve(plan.path, plan.argv, plan.envp);
         let errno = *libc::__errno_location();
-        libc::write(plan.report, (&errno as *const i32).cast(), 4);
+        libc::write(report, (&errno as *const i32).cast(), 4);
         libc::_exit(match errno {
             libc::ENOENT | libc::ENOTDIR => 127,
             _ => 126,
@@ -302,15 +324,16 @@ unsafe fn run_child(plan: &ChildPlan) -> ! {
     }
 }
 
-/// Closes every fd from 3 up but `a` and `b`.
+/// Closes every fd from 3 up but those of `keep` (sorted in place; no allocation).
 ///
 /// # Safety
 /// Only system calls: async-signal-safe, fit for the child between fork and exec.
-unsafe fn close_fds_except(a: i32, b: i32) {
-    let (low, high) = (a.min(b), a.max(b));
+unsafe fn close_fds_except(keep: &mut [i32; 3]) {
+    keep.sort_unstable();
+    let [a, b, c] = *keep;
     // SAFETY: close_range and close only act on our own fd table.
     unsafe {
-        for (first, last) in [(3, low - 1), (low + 1, high - 1), (high + 1, i32::MAX)] {
+        for (first, last) in [(3, a - 1), (a + 1, b - 1), (b + 1, c - 1), (c + 1, i32::MAX)] {
             let first = first.max(3);
             if first > last {
                 continue;

@@ -1,7 +1,7 @@
 //! The task table's entries: what a task is (name, stage, where its code comes from) and its
 //! place in the state machine (`machine.rs`).
 
-use super::machine::{Machine, State, Wanted};
+use super::machine::{Failure, Machine, State, Then, Wanted};
 use super::spawn::ExecReport;
 use crate::config::{RunMode, Stage, TaskSettings};
 use nix::unistd::Pid;
@@ -101,6 +101,7 @@ impl Task {
             State::Pending => "pending",
             State::Starting { .. } => "starting",
             State::Running { .. } => "running",
+            State::Stopping { then: Then::Fail(Failure::Unhealthy | Failure::Watchdog), .. } => "unhealthy",
             State::Stopping { .. } => "stopping",
             State::Backoff { .. } => "waiting",
             State::Stopped { .. } => "stopped",

@@ -133,7 +133,16 @@ impl Supervisor {
         self.notify("STOPPING=1");
         info!("Trying to terminate sub-processes...");
         self.refuse_waiters("trc is stopping");
+        // No probe runs during teardown; tasks waiting for their dependencies never start.
+        self.probe_stop_all();
+        self.blocked.clear();
         for id in self.tasks.ids() {
+            // Reverse dependency order: a task stops once every task that depends on it has.
+            if !self.active_dependents(id).is_empty() {
+                self.teardown_held.push(id);
+                self.feed(id, Input::Ending);
+                continue;
+            }
             if let Some(pid) = self.tasks[id].pid() {
                 info!("terminating the child process <pid={pid}>");
             }
