@@ -19,10 +19,13 @@
 #   trc: `trc -w DIR --wait-policy wait_any`, a fresh trc per run, with DIR/trc.d/async.a (a's
 #        file with `# ready: fd 3`, or `# ready: log ^ready$`, in its header block) and
 #        DIR/trc.d/async.b (b's file with `# after: a`). b's exit ends the group (wait_any).
-# The same a and b files, byte for byte, for both tools: the trc header block is comments. a
-# and b report their times as "a NS" / "b NS" lines on a FIFO that this script holds open, so
-# nothing polls. The runs take turns (s6, trc fd, trc log, s6, ...), after a warm-up run each,
-# so machine noise hits every row alike. Each row: the median and p90 (nearest rank) in µs.
+#   floor: no supervisor, the least any one must do: a C parent (ready_stamp pair) runs a with
+#        a pipe on fd 3, blocks in read() on it, then forks and execs b.
+# The same a and b files, byte for byte, for s6, trc and the floor: the trc header block is
+# comments. a and b report their times as "a NS" / "b NS" lines on a FIFO that this script holds
+# open, so nothing polls (a blocks its stop signals from its ready write until it has reported).
+# The runs take turns (s6, trc fd, trc log, floor, s6, ...), after a warm-up run each, so machine
+# noise hits every row alike. Each row: the median and p90 (nearest rank) in µs.
 #
 # Usage: bench/ready.sh [-n N] [--smoke] [--markdown]
 #   -n N        timed runs per row (default 100)
@@ -30,7 +33,8 @@
 #   --markdown  print the table as Markdown, with a line of parameters, for BENCHMARKS.md
 # Env:   TRC=path/to/trc (default: `cargo build --release`, then target/release/trc, or
 #        $CARGO_TARGET_DIR/release/trc), DELAY_US (a's delay before readiness, default 20000),
-#        TIMEOUT (seconds for a run's steps, default 10), ROWS (which rows: "s6 trc-fd trc-log").
+#        TIMEOUT (seconds for a run's steps, default 10), ROWS (the rows, default
+#        "s6 trc-fd trc-log floor"), KEEP=1 (keep the temp dir, for debugging).
 # Needs: cc (to build the helper), setsid; s6 for its row: `apt-get install -y s6`. Without s6
 #        the s6 row is skipped (a "skipped: s6 not installed" line) and trc's rows still run.
 # Every process it starts (in sessions of their own, each group under a child-subreaper, so no
@@ -190,30 +194,42 @@ fail() {
 # collect NAME: reads a's and b's reports of this run, appends b - a (ns) to $tmp/NAME.samples
 # unless WARM is set.
 collect() {
-    local name=$1 tag ns a='' b='' i=0
+    local name=$1 tag ns i=0
+    a='' b=''
     while [ -z "$a" ] || [ -z "$b" ]; do
-        if ! read -r -t 0.1 -u "$fifo_fd" tag ns; then
-            if ! kill -0 "$leader" 2> /dev/null; then
-                status=0
-                wait "$leader" || status=$?
-                leader=
-                if [ "$status" = 78 ] && grep -q 'unknown directive' "$tmp/$name.log"; then
-                    fail "$name" "this trc does not know the ready:/after: directives (exit 78)"
-                fi
-                fail "$name" "ended (status $status) before a and b reported"
-            fi
-            i=$((i + 1))
-            [ "$i" -lt $((timeout * 10)) ] || fail "$name" "no report from a or b within $timeout s"
+        if read -r -t 0.1 -u "$fifo_fd" tag ns; then
+            report "$name" "$tag" "$ns"
             continue
         fi
-        case $tag in
-            a) a=$ns ;;
-            b) b=$ns ;;
-            *) fail "$name" "unexpected report: $tag $ns" ;;
-        esac
+        if ! kill -0 "$leader" 2> /dev/null; then
+            # The group is gone: what its tasks reported is in the FIFO already.
+            while { [ -z "$a" ] || [ -z "$b" ]; } && read -r -t 0 -u "$fifo_fd"; do
+                read -r -u "$fifo_fd" tag ns
+                report "$name" "$tag" "$ns"
+            done
+            [ -z "$a" ] || [ -z "$b" ] || break
+            status=0
+            wait "$leader" || status=$?
+            leader=
+            if [ "$status" = 78 ] && grep -q 'unknown directive' "$tmp/$name.log"; then
+                fail "$name" "this trc does not know the ready:/after: directives (exit 78)"
+            fi
+            fail "$name" "ended (status $status) before a and b reported (a: ${a:-none}, b: ${b:-none})"
+        fi
+        i=$((i + 1))
+        [ "$i" -lt $((timeout * 10)) ] || fail "$name" "no report from a or b within $timeout s"
     done
     [ "$b" -gt "$a" ] || fail "$name" "b started before a was ready (a $a, b $b)"
     [ -n "${WARM:-}" ] || echo $((b - a)) >> "$tmp/$name.samples"
+}
+
+# report NAME TAG NS: one line read from the FIFO, into $a or $b.
+report() {
+    case $2 in
+        a) a=$3 ;;
+        b) b=$3 ;;
+        *) fail "$1" "unexpected report: $2 $3" ;;
+    esac
 }
 
 # finish NAME: waits for the group's leader to be gone; its status in $status.
@@ -260,6 +276,14 @@ run_s6() {
     finish s6
 }
 
+run_floor() {
+    drain
+    launch floor "$stamp" pair "$tmp/a.fd" "$tmp/b"
+    collect floor
+    finish floor
+    [ "$status" = 0 ] || fail floor "exited with $status"
+}
+
 # run_trc fd|log
 run_trc() {
     local v=$1 d=$tmp/trc-$1
@@ -277,11 +301,11 @@ run_trc() {
 
 # ----- the measurement ------------------------------------------------------------------------
 rows=()
-for row in ${ROWS:-s6 trc-fd trc-log}; do
+for row in ${ROWS:-s6 trc-fd trc-log floor}; do
     case $row in
         s6) [ "$have_s6" = 0 ] || rows+=(s6) ;;
-        trc-fd | trc-log) rows+=("$row") ;;
-        *) echo "ROWS: unknown row $row (s6, trc-fd, trc-log)" >&2; exit 2 ;;
+        trc-fd | trc-log | floor) rows+=("$row") ;;
+        *) echo "ROWS: unknown row $row (s6, trc-fd, trc-log, floor)" >&2; exit 2 ;;
     esac
 done
 [ ${#rows[@]} -gt 0 ] || exit 0
@@ -294,6 +318,7 @@ for ((r = 0; r < warmup + runs; r++)); do
             s6) run_s6 ;;
             trc-fd) run_trc fd ;;
             trc-log) run_trc log ;;
+            floor) run_floor ;;
         esac
     done
 done
@@ -312,12 +337,14 @@ stats() {
 }
 commas() { printf '%s' "$1" | sed -e :a -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/; ta'; }
 
-declare -A tool=([s6]=s6 [trc-fd]=trc [trc-log]=trc)
+declare -A tool=([s6]=s6 [trc-fd]=trc [trc-log]=trc [floor]=floor)
 declare -A variant=([s6]='notification-fd 3, b: s6-svwait -U ../a'
-    [trc-fd]='ready: fd 3, b: after: a' [trc-log]='ready: log ^ready$, b: after: a')
+    [trc-fd]='ready: fd 3, b: after: a' [trc-log]='ready: log ^ready$, b: after: a'
+    [floor]='fd 3 read by a C parent, then fork + exec b')
 # shellcheck disable=SC2016 # backquotes for Markdown
 declare -A mdvariant=([s6]='`notification-fd` 3; b: `s6-svwait -U ../a`, then `exec`'
-    [trc-fd]='`ready: fd 3`; b: `after: a`' [trc-log]='`ready: log ^ready$`; b: `after: a`')
+    [trc-fd]='`ready: fd 3`; b: `after: a`' [trc-log]='`ready: log ^ready$`; b: `after: a`'
+    [floor]='fd 3 read by a C parent, then `fork` + `exec` b (no supervisor)')
 
 versions="trc $("$trc" --version 2> /dev/null | head -1 | awk '{ print $NF }')"
 [ "$have_s6" = 0 ] || versions+=", s6 $(dpkg-query -W -f='${Version}' s6 2> /dev/null || echo '?')"
