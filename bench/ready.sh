@@ -12,10 +12,10 @@
 #
 #   s6:  a fresh scan dir per run, under `s6-svscan`: a/run is a's file with `notification-fd` 3;
 #        b/run is s6's idiom for a dependency, `#!/bin/sh`, `s6-svwait -U ../a || exit`, then
-#        `exec` b's file. a starts down (a/down) and is brought up with `s6-svc -u` only once
-#        b's s6-svwait has subscribed to a's events (its FIFO is in a/event/), so b is waiting
-#        before a is ready, as a dependent in s6 is. The group is stopped with SIGTERM to
-#        s6-svscan (as `s6-svscanctl -t`).
+#        `exec` b's file. Both start down: b is brought up (`s6-svc -u`) once a's supervisor is
+#        up, and a once b's s6-svwait has subscribed to a's events (its FIFO is in a/event/),
+#        so b is waiting before a is ready, as a dependent in s6 is. The group is stopped with
+#        SIGTERM to s6-svscan (as `s6-svscanctl -t`).
 #   trc: `trc -w DIR --wait-policy wait_any`, a fresh trc per run, with DIR/trc.d/async.a (a's
 #        file with `# ready: fd 3`, or `# ready: log ^ready$`, in its header block) and
 #        DIR/trc.d/async.b (b's file with `# after: a`). b's exit ends the group (wait_any).
@@ -176,12 +176,12 @@ EOF
 chmod +x "$tmp/a.fd" "$tmp/a.log" "$tmp/b"
 
 # launch NAME CMD...: the group, in a session of its own under the subreaper (a Ctrl-C on the
-# terminal is for this script, which stops everything), its output in $tmp/NAME.log.
+# terminal is for this script, which stops everything), this run's output in $tmp/NAME.log.
 launch() {
     local name=$1
     shift
     BENCH_FIFO=$tmp/stamps.fifo BENCH_DELAY_US=$delay_us \
-        setsid "$stamp" reap "$@" < /dev/null >> "$tmp/$name.log" 2>&1 &
+        setsid "$stamp" reap "$@" < /dev/null > "$tmp/$name.log" 2>&1 &
     leader=$!
 }
 
@@ -194,18 +194,23 @@ fail() {
 # collect NAME: reads a's and b's reports of this run, appends b - a (ns) to $tmp/NAME.samples
 # unless WARM is set.
 collect() {
-    local name=$1 tag ns i=0
+    local name=$1 line part='' i=0
     a='' b=''
     while [ -z "$a" ] || [ -z "$b" ]; do
-        if read -r -t 0.1 -u "$fifo_fd" tag ns; then
-            report "$name" "$tag" "$ns"
+        # A read that times out keeps what it had read of a line (its timer may fire between
+        # two bytes when this script is preempted): the rest comes with the next read.
+        if read -r -t 0.1 -u "$fifo_fd" line; then
+            report "$name" "$part$line"
+            part=''
             continue
         fi
+        part+=$line
         if ! kill -0 "$leader" 2> /dev/null; then
             # The group is gone: what its tasks reported is in the FIFO already.
             while { [ -z "$a" ] || [ -z "$b" ]; } && read -r -t 0 -u "$fifo_fd"; do
-                read -r -u "$fifo_fd" tag ns
-                report "$name" "$tag" "$ns"
+                read -r -u "$fifo_fd" line
+                report "$name" "$part$line"
+                part=''
             done
             [ -z "$a" ] || [ -z "$b" ] || break
             status=0
@@ -223,12 +228,12 @@ collect() {
     [ -n "${WARM:-}" ] || echo $((b - a)) >> "$tmp/$name.samples"
 }
 
-# report NAME TAG NS: one line read from the FIFO, into $a or $b.
+# report NAME LINE: one line read from the FIFO ("a NS" or "b NS"), into $a or $b.
 report() {
     case $2 in
-        a) a=$3 ;;
-        b) b=$3 ;;
-        *) fail "$1" "unexpected report: $2 $3" ;;
+        "a "[0-9]*) a=${2#a } ;;
+        "b "[0-9]*) b=${2#b } ;;
+        *) fail "$1" "unexpected report: $2" ;;
     esac
 }
 
@@ -249,28 +254,34 @@ drain() {
     while read -r -t 0 -u "$fifo_fd"; do read -r -u "$fifo_fd" _; done
 }
 
+# await NAME WHAT CMD...: runs CMD until it succeeds, for up to $timeout s.
+await() {
+    local name=$1 what=$2 i
+    shift 2
+    for ((i = 0; ; i++)); do
+        "$@" && return 0
+        [ "$i" -lt $((timeout * 1000)) ] || fail "$name" "$what: not within $timeout s"
+        nap 0.001
+    done
+}
+
 run_s6() {
-    local d=$tmp/s6-scan i
+    local d=$tmp/s6-scan
     rm -rf "$d"
     mkdir -p "$d/a" "$d/b"
     cp "$tmp/a.fd" "$d/a/run"
     echo 3 > "$d/a/notification-fd"
-    touch "$d/a/down"
     printf '#!/bin/sh\ns6-svwait -U ../a || exit\nexec %s\n' "$tmp/b" > "$d/b/run"
     chmod +x "$d/b/run"
+    touch "$d/a/down" "$d/b/down"
     drain
     launch s6 s6-svscan "$d"
-    # b's s6-svwait has subscribed once its FIFO is in a's event dir.
-    for ((i = 0; ; i++)); do
-        compgen -G "$d/a/event/ftrig1*" > /dev/null && break
-        [ "$i" -lt $((timeout * 1000)) ] || fail s6 "b's s6-svwait did not subscribe within $timeout s"
-        nap 0.001
-    done
-    until s6-svc -u "$d/a" 2>> "$tmp/s6.log"; do
-        [ "$i" -lt $((timeout * 1000)) ] || fail s6 "s6-svc -u a failed for $timeout s"
-        i=$((i + 1))
-        nap 0.001
-    done
+    # b up once a's supervisor has written a's status (s6-svwait reads it), then a up once
+    # b's s6-svwait has subscribed to a's events (its FIFO is in a's event dir).
+    await s6 "a's supervise/status" test -e "$d/a/supervise/status"
+    await s6 "s6-svc -u b" s6-svc -u "$d/b" 2>> "$tmp/s6.log"
+    await s6 "b's s6-svwait subscribed" compgen -G "$d/a/event/ftrig1*" > /dev/null
+    await s6 "s6-svc -u a" s6-svc -u "$d/a" 2>> "$tmp/s6.log"
     collect s6
     kill -TERM "$leader"
     finish s6
