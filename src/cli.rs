@@ -26,11 +26,21 @@ Environment (each long option sets the variable of the same meaning; the option 
   RC_RESTART_MAX_DELAY=D  cap of the delay; a run this long resets the doubling (default 30s)
   RC_START_LIMIT=LIMIT    N in DURATION: more starts in the window and the task gives up
                           (default 5 in 60s; none for no limit)
+  RC_READY_TIMEOUT=DUR    a task with a ready: probe not ready by then fails (default 90s)
+  RC_READY_INTERVAL=DUR   how often a polled readiness probe runs (default 1s)
+  RC_HEALTH_INTERVAL=DUR  how often a health check runs (default 10s)
+  RC_HEALTH_TIMEOUT=DUR   one probe is given up after this (default 5s)
+  RC_HEALTH_RETRIES=N     failed health checks in a row that make a task unhealthy (default 3)
+  RC_FORWARD_SIGNALS=LIST pass these signals (HUP,USR2) to the async tasks instead of ending
+  RC_STOP_DELAY=DUR       on the first terminating signal, report not ready for this long first
+  RC_RUNTIME_DIR=DIR      make the runtime dir below DIR (DIR/trc/NAME); trcctl looks there too
   RC_INSTANCE=NAME        the instance name trcctl knows this trc by (default: the work
                           dir's name; taken names get -2, -3...). Not passed on to tasks.
-A task file may set its own values in a header block (see README.md):
+A task file may set its own values in a header block (see README.md), with also
+ready:, after:, health: and watchdog: for that task alone:
   ### BEGIN TRC
   # restart: on-failure
+  # ready: tcp 127.0.0.1:5432
   ### END TRC
 
 Exit status: the group's status decided by the wait policy; 128+N when a signal N ended trc;
@@ -111,9 +121,42 @@ pub struct CommandLine {
     #[arg(long, value_name = "LIMIT", value_parser = directive("start-limit"))]
     pub start_limit: Option<String>,
 
+    /// Default time a task with a ready: probe has to be ready, or "none" (default 90s) [env: RC_READY_TIMEOUT]
+    #[arg(long, value_name = "DURATION", value_parser = directive("ready-timeout"))]
+    pub ready_timeout: Option<String>,
+
+    /// Default interval of polled readiness probes (default 1s) [env: RC_READY_INTERVAL]
+    #[arg(long, value_name = "DURATION", value_parser = directive("ready-interval"))]
+    pub ready_interval: Option<String>,
+
+    /// Default interval of health checks (default 10s) [env: RC_HEALTH_INTERVAL]
+    #[arg(long, value_name = "DURATION", value_parser = directive("health-interval"))]
+    pub health_interval: Option<String>,
+
+    /// Default time one probe may take (default 5s) [env: RC_HEALTH_TIMEOUT]
+    #[arg(long, value_name = "DURATION", value_parser = directive("health-timeout"))]
+    pub health_timeout: Option<String>,
+
+    /// Default number of failed health checks in a row that make a task unhealthy (default 3) [env: RC_HEALTH_RETRIES]
+    #[arg(long, value_name = "N", value_parser = directive("health-retries"))]
+    pub health_retries: Option<String>,
+
     /// Where records go: auto (journald when stderr is the journal), journal, console [env: RC_LOG]
     #[arg(long, value_name = "SINK", value_parser = ["auto", "journal", "console"])]
     pub log: Option<String>,
+
+    /// Signals passed to the process group of every running async task (or of those whose
+    /// forward-signals: names them) instead of ending trc, e.g. HUP,USR2 [env: RC_FORWARD_SIGNALS]
+    #[arg(long, value_name = "LIST")]
+    pub forward_signals: Option<String>,
+
+    /// On the first terminating signal, report not ready and wait this long before stopping the tasks (a drain delay) [env: RC_STOP_DELAY]
+    #[arg(long, value_name = "DURATION")]
+    pub stop_delay: Option<String>,
+
+    /// Where trc makes its runtime dir (DIR/trc/NAME), instead of $XDG_RUNTIME_DIR, /run or $TMPDIR: e.g. an emptyDir or tmpfs under a read-only root [env: RC_RUNTIME_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<std::path::PathBuf>,
 
     /// This instance's name: its runtime dir and what `trcctl --instance` takes (default: the
     /// work dir's name, or the next free `NAME-N`) [env: RC_INSTANCE]
@@ -157,11 +200,23 @@ impl CommandLine {
             ("RC_RESTART_DELAY", &self.restart_delay),
             ("RC_RESTART_MAX_DELAY", &self.restart_max_delay),
             ("RC_START_LIMIT", &self.start_limit),
+            ("RC_READY_TIMEOUT", &self.ready_timeout),
+            ("RC_READY_INTERVAL", &self.ready_interval),
+            ("RC_HEALTH_INTERVAL", &self.health_interval),
+            ("RC_HEALTH_TIMEOUT", &self.health_timeout),
+            ("RC_HEALTH_RETRIES", &self.health_retries),
             ("RC_LOG", &self.log),
+            ("RC_FORWARD_SIGNALS", &self.forward_signals),
+            ("RC_STOP_DELAY", &self.stop_delay),
         ] {
             if let Some(value) = value {
                 vars.push((var, value.clone()));
             }
+        }
+        // For trcctl in a task: it finds this trc where trc made its runtime dir.
+        if let Some(dir) = &self.runtime_dir {
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            vars.push(("RC_RUNTIME_DIR", dir.to_string_lossy().into_owned()));
         }
         vars
     }

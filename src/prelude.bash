@@ -1,8 +1,8 @@
 # trc's bash prelude: runs one task of a trc.d group. See src/shell.rs for how it is called.
 # $0 is trc's path and "$@" the task's arguments; the _TRC_* variables say what to run.
 _trc_kind=$_TRC_KIND _trc_src=$_TRC_SRC _trc_state=$_TRC_STATE _trc_save_to=$_TRC_SAVE ns=$_TRC_NS
-_trc_untrapped=$_TRC_UNTRAPPED
-unset _TRC_KIND _TRC_SRC _TRC_STATE _TRC_SAVE _TRC_NS _TRC_UNTRAPPED
+_trc_untrapped=$_TRC_UNTRAPPED _trc_after=$_TRC_AFTER
+unset _TRC_KIND _TRC_SRC _TRC_STATE _TRC_SAVE _TRC_NS _TRC_UNTRAPPED _TRC_AFTER
 
 # TrivialRC's integrated functions, with the same output (printf %()T instead of forking date).
 say() { if [[ "${RC_VERBOSE-}" = "true" ]]; then builtin command echo "$@"; fi; }
@@ -89,6 +89,9 @@ _trc_write_state() {
 }
 
 if [[ -n $_trc_state ]]; then . "$_trc_state"; fi
+# The task's own cwd:, umask:, env: and user's HOME win over what boot saved.
+if [[ -n $_trc_after ]]; then eval "$_trc_after"; fi
+unset _trc_after
 if [[ $_trc_kind == halt-* ]]; then _exit_status=${TRC_EXIT_STATUS-0}; fi
 _trc_xtrace() { if [[ "${RC_DEBUG-}" = "true" ]]; then set -x; fi; }
 

@@ -1,6 +1,7 @@
 //! trc's runtime directory, one per running instance: boot state, task log pipes and the
-//! control socket. `$XDG_RUNTIME_DIR/trc/<instance>`, or `/run/trc/<instance>` for root, else
-//! `$TMPDIR/trc-<uid>/<instance>`; mode 0700, removed when trc exits.
+//! control socket. `DIR/trc/<instance>` with `--runtime-dir DIR` or `RC_RUNTIME_DIR=DIR`; else
+//! the first of `$XDG_RUNTIME_DIR/trc/<instance>`, `/run/trc/<instance>` (root) and
+//! `$TMPDIR/trc-<uid>/<instance>` that can be made; mode 0700, removed when trc exits.
 //!
 //! An instance owns its directory by holding an exclusive lock on the file `lock` inside it for
 //! as long as it runs: an open-file-description lock (`F_OFD_SETLK`), which, unlike `flock`,
@@ -48,17 +49,57 @@ pub struct RuntimeDir {
 impl RuntimeDir {
     /// Takes the directory of instance `requested`, or of the first free name derived from
     /// `default_name` (`name`, `name-2`, `name-3`...) when none was requested.
-    pub fn create(requested: Option<&str>, default_name: &str) -> io::Result<RuntimeDir> {
+    /// The base is `DIR/trc` when `explicit` (`--runtime-dir`) or `RC_RUNTIME_DIR` gives DIR,
+    /// else the first place of [`base_dirs`] where trc can make its base; the error names every
+    /// place tried.
+    pub fn create(
+        requested: Option<&str>,
+        default_name: &str,
+        explicit: Option<&Path>,
+    ) -> io::Result<RuntimeDir> {
         if let Some(name) = requested {
             check_name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         }
-        let base = Base::open(base_dir())?;
-        let taken = base.take_one(requested, default_name);
-        if taken.is_err() {
-            // Nothing left behind: not even a base dir this call made.
-            base.remove_if_made();
+        let places = match explicit {
+            Some(dir) => vec![("--runtime-dir", dir.join("trc"))],
+            None => base_dirs(),
+        };
+        let mut tried = Vec::new();
+        if explicit.is_none() {
+            if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+                if !Path::new(&xdg).is_dir() {
+                    tried.push(format!("$XDG_RUNTIME_DIR: {} is not a directory", Path::new(&xdg).display()));
+                }
+            }
         }
-        taken
+        for (source, path) in places {
+            // A base that exists is used or refused (another user's, a symlink...): trc never
+            // goes elsewhere for it. Only one that cannot be made sends trc to the next place.
+            // A read-only file system sends trc to the next place in any case.
+            let existed = path.symlink_metadata().is_ok();
+            let read_only = |e: &io::Error| e.kind() == io::ErrorKind::ReadOnlyFilesystem;
+            let base = match Base::open(path) {
+                Ok(base) => base,
+                Err(e) if existed && !read_only(&e) => return Err(e),
+                Err(e) => {
+                    tried.push(format!("{source}: {e}"));
+                    continue;
+                }
+            };
+            let taken = base.take_one(requested, default_name);
+            if taken.is_err() {
+                // Nothing left behind: not even a base dir this call made.
+                base.remove_if_made();
+            }
+            match taken {
+                Err(e) if read_only(&e) => tried.push(format!("{source}: {e}")),
+                taken => return taken,
+            }
+        }
+        Err(io::Error::other(format!(
+            "cannot make a runtime dir; tried {}. Give a writable directory with --runtime-dir DIR or RC_RUNTIME_DIR=DIR (trc makes its own private dirs below it)",
+            tried.join("; ")
+        )))
     }
 
     pub fn path(&self) -> &Path {
@@ -73,6 +114,15 @@ impl RuntimeDir {
     /// The instance's name (the directory's).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Makes the directory and its base searchable by others (0711: not listable), so that a
+    /// task running as another user reaches the files given to it by name.
+    pub fn allow_traversal(&self) -> io::Result<()> {
+        let mode = Mode::from_bits_truncate(0o711);
+        nix::sys::stat::fchmod(&self.dir, mode)?;
+        nix::sys::stat::fchmod(&self.base, mode)?;
+        Ok(())
     }
 
     /// Removes the directory and everything in it, then lets go of the lock.
@@ -289,21 +339,35 @@ pub fn default_name(work_dir: &Path) -> String {
     }
 }
 
-/// Where the instance directories of this user live.
+/// Where the instance directories of this user live: the first of [`base_dirs`].
 pub fn base_dir() -> PathBuf {
+    base_dirs().swap_remove(0).1
+}
+
+/// The places [`base_dirs`] names, for messages ("looked in ...").
+pub fn base_dirs_text() -> String {
+    base_dirs().iter().map(|(_, p)| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// The places instance directories may live, in trc's order of preference, each with what
+/// chose it: `RC_RUNTIME_DIR/trc` alone when it is set; else `$XDG_RUNTIME_DIR/trc`,
+/// `/run/trc` (root), `$TMPDIR/trc-<uid>`.
+pub fn base_dirs() -> Vec<(&'static str, PathBuf)> {
+    if let Some(dir) = std::env::var_os("RC_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return vec![("RC_RUNTIME_DIR", Path::new(&dir).join("trc"))];
+    }
+    let mut places = Vec::new();
     if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         if Path::new(&xdg).is_dir() {
-            return Path::new(&xdg).join("trc");
+            places.push(("$XDG_RUNTIME_DIR", Path::new(&xdg).join("trc")));
         }
     }
     let uid = nix::unistd::geteuid();
-    if uid.is_root()
-        && Path::new("/run").is_dir()
-        && nix::unistd::access("/run", nix::unistd::AccessFlags::W_OK).is_ok()
-    {
-        return PathBuf::from("/run/trc");
+    if uid.is_root() && Path::new("/run").is_dir() {
+        places.push(("/run", PathBuf::from("/run/trc")));
     }
-    std::env::temp_dir().join(format!("trc-{uid}"))
+    places.push(("$TMPDIR", std::env::temp_dir().join(format!("trc-{uid}"))));
+    places
 }
 
 /// The base dir of the instance directories, opened without following a symlink, and checked
@@ -480,12 +544,12 @@ mod tests {
         let _forks = crate::fork_lock();
         let xdg = tempfile::tempdir().unwrap();
         std::env::set_var("XDG_RUNTIME_DIR", xdg.path());
-        let mut first = RuntimeDir::create(None, "app").unwrap();
+        let mut first = RuntimeDir::create(None, "app", None).unwrap();
         assert_eq!(first.name(), "app");
         assert!(is_running(first.path()));
-        let second = RuntimeDir::create(None, "app").unwrap();
+        let second = RuntimeDir::create(None, "app", None).unwrap();
         assert_eq!(second.name(), "app-2");
-        let err = RuntimeDir::create(Some("app"), "x").unwrap_err();
+        let err = RuntimeDir::create(Some("app"), "x", None).unwrap_err();
         assert!(err.to_string().contains("already running"), "{err}");
         // A stale dir (its lock not held, leftovers inside) is emptied and reused.
         let stale = xdg.path().join("trc/old");
@@ -493,7 +557,7 @@ mod tests {
         std::fs::write(stale.join(LOCK_FILE), "").unwrap();
         std::fs::write(stale.join("leftover"), "").unwrap();
         assert!(!is_running(&stale));
-        let reused = RuntimeDir::create(Some("old"), "x").unwrap();
+        let reused = RuntimeDir::create(Some("old"), "x", None).unwrap();
         assert!(!stale.join("leftover").exists());
         assert!(is_running(&stale));
         drop(reused);

@@ -90,6 +90,9 @@ pub struct ShellTask<'a> {
     pub arg0: &'a OsStr,
     /// The signal trc stops the task with (see [`DEFAULT_WHEN_STOP_SIGNAL`]).
     pub stop_signal: nix::sys::signal::Signal,
+    /// Bash code run right after the boot state is restored: the task's own settings that
+    /// must win over it (its `cwd:`, `umask:`, variables).
+    pub after_state: Option<&'a str>,
 }
 
 impl ShellTask<'_> {
@@ -122,6 +125,7 @@ impl ShellTask<'_> {
                 ("_TRC_STATE".into(), path(self.state)),
                 ("_TRC_SAVE".into(), path(self.save_to)),
                 ("_TRC_UNTRAPPED".into(), untrapped.into()),
+                ("_TRC_AFTER".into(), self.after_state.unwrap_or_default().into()),
             ],
         }
     }
@@ -209,6 +213,7 @@ mod tests {
             save_to: None,
             arg0: OsStr::new("trc"),
             stop_signal,
+            after_state: None,
         };
         let spec = task.command();
         spec.env.into_iter().find(|(k, _)| k == "_TRC_UNTRAPPED").map(|(_, v)| v).unwrap()

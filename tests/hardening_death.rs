@@ -77,6 +77,9 @@ fn what_a_dead_trc_left_is_stopped_before_the_next_one_starts_its_tasks() {
     let leader = int_of(&s.status("svc").expect("svc's status")["pid"]);
     let _orphans = KillGroups(vec![leader]);
     old.kill9();
+    // The leader dies with trc (PDEATHSIG), but not at the same instant: on a busy machine
+    // the next trc could find it still there.
+    wait_until("the task's leader to die with trc", || !process_alive(leader));
     std::fs::remove_file(s.root().join("child.pid")).unwrap();
     std::fs::remove_file(s.root().join("daemon.pid")).unwrap();
 

@@ -247,7 +247,7 @@ fn check(instance: Option<&str>, ready: bool, names: &[String], json: bool) -> R
     let Some(instance) = instance else {
         return Err(Failure::Manager(ManagerError::Unavailable(format!(
             "no trc instance is running (looked in {})",
-            trc::runtime_dir::base_dir().display()
+            trc::runtime_dir::base_dirs_text()
         ))));
     };
     let trc = control::client::Trc::named(instance)?;

@@ -23,6 +23,18 @@ impl TaskFiles {
             line,
             problem,
         };
+        for file in self.stage(Stage::Boot) {
+            if let Some(d) = file.directives.iter().find(|d| matches!(d.key.as_str(), "user" | "group")) {
+                return Err(err(
+                    &file.path,
+                    d.line,
+                    format!(
+                        "\"{}:\" is not for boot tasks (they run as trc's user: what they set becomes trc's)",
+                        d.key
+                    ),
+                ));
+            }
+        }
         for stage in [Stage::Boot, Stage::Halt] {
             for file in self.stage(stage) {
                 if let Some(d) = file.directives.iter().find(|d| SUPERVISED_ONLY.contains(&d.key.as_str())) {

@@ -19,6 +19,7 @@
 //! # health-timeout: 5s         # one check (health or readiness) is given up after this
 //! # health-retries: 3          # this many failed checks in a row: unhealthy
 //! # watchdog: 30s              # WATCHDOG=1 expected at least this often (sd_notify)
+//! # command: /app/srv --port 8080   # exec this argv instead of the file: no shell at all
 //! ### END TRC
 //! ```
 //!
@@ -26,9 +27,11 @@
 //! given on the command line can be supervised too; `ready`, `after`, `health` and `watchdog`
 //! are the task's own.
 
+use super::context::{self, Limit, RunAs};
 use super::probe::{parse_names, Probe};
 use nix::sys::signal::Signal;
 use std::path::Path;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -101,6 +104,25 @@ pub struct TaskSettings {
     pub health_retries: u32,
     /// `WATCHDOG=1` expected at least this often, once it is ready.
     pub watchdog: Option<Duration>,
+    /// `command:` the argv to exec instead of the file (no shell).
+    pub command: Option<Vec<String>>,
+    /// `user:` who it runs as.
+    pub user: Option<RunAs>,
+    /// `group:` its group (overrides the user's primary group).
+    pub group: Option<u32>,
+    pub cwd: Option<PathBuf>,
+    /// `env:` lines, in order.
+    pub env: Vec<(String, String)>,
+    /// `env-file:` paths (read at every start), with whether each is optional.
+    pub env_files: Vec<(PathBuf, bool)>,
+    pub umask: Option<u32>,
+    pub nice: Option<i32>,
+    /// `limit-*:`, one per resource.
+    pub limits: Vec<Limit>,
+    /// Exit statuses that count as success (besides 0).
+    pub success_exit_status: Vec<i32>,
+    /// `forward-signals:` the signals trc passes to it (with `--forward-signals`).
+    pub forward_signals: Vec<Signal>,
 }
 
 impl Default for TaskSettings {
@@ -122,13 +144,24 @@ impl Default for TaskSettings {
             health_timeout: Duration::from_secs(5),
             health_retries: 3,
             watchdog: None,
+            command: None,
+            user: None,
+            group: None,
+            cwd: None,
+            env: Vec::new(),
+            env_files: Vec::new(),
+            umask: None,
+            nice: None,
+            limits: Vec::new(),
+            success_exit_status: Vec::new(),
+            forward_signals: Vec::new(),
         }
     }
 }
 
 /// The directive keys, with the `RC_*` variable that gives each its group-wide default (none
 /// for the keys that only make sense for one task).
-pub const KEYS: [(&str, Option<&str>); 16] = [
+pub const KEYS: [(&str, Option<&str>); 42] = [
     ("restart", Some("RC_RESTART")),
     ("restart-delay", Some("RC_RESTART_DELAY")),
     ("restart-max-delay", Some("RC_RESTART_MAX_DELAY")),
@@ -145,6 +178,32 @@ pub const KEYS: [(&str, Option<&str>); 16] = [
     ("health-timeout", Some("RC_HEALTH_TIMEOUT")),
     ("health-retries", Some("RC_HEALTH_RETRIES")),
     ("watchdog", None),
+    ("command", None),
+    ("user", Some("RC_USER")),
+    ("group", Some("RC_GROUP")),
+    ("cwd", Some("RC_CWD")),
+    ("env", None),
+    ("env-file", Some("RC_ENV_FILE")),
+    ("umask", Some("RC_UMASK")),
+    ("nice", Some("RC_NICE")),
+    ("success-exit-status", Some("RC_SUCCESS_EXIT_STATUS")),
+    ("forward-signals", None),
+    ("limit-as", Some("RC_LIMIT_AS")),
+    ("limit-core", Some("RC_LIMIT_CORE")),
+    ("limit-cpu", Some("RC_LIMIT_CPU")),
+    ("limit-data", Some("RC_LIMIT_DATA")),
+    ("limit-fsize", Some("RC_LIMIT_FSIZE")),
+    ("limit-locks", Some("RC_LIMIT_LOCKS")),
+    ("limit-memlock", Some("RC_LIMIT_MEMLOCK")),
+    ("limit-msgqueue", Some("RC_LIMIT_MSGQUEUE")),
+    ("limit-nice", Some("RC_LIMIT_NICE")),
+    ("limit-nofile", Some("RC_LIMIT_NOFILE")),
+    ("limit-nproc", Some("RC_LIMIT_NPROC")),
+    ("limit-rss", Some("RC_LIMIT_RSS")),
+    ("limit-rtprio", Some("RC_LIMIT_RTPRIO")),
+    ("limit-rttime", Some("RC_LIMIT_RTTIME")),
+    ("limit-sigpending", Some("RC_LIMIT_SIGPENDING")),
+    ("limit-stack", Some("RC_LIMIT_STACK")),
 ];
 
 /// Keys whose value is a duration (their errors quote the value).
@@ -200,6 +259,49 @@ impl TaskSettings {
                     _ => return Err(format!("\"{value}\" is not a number of checks (1 or more)")),
                 }
             }
+            "command" => {
+                self.command = match shlex::split(value) {
+                    Some(words) if !words.is_empty() => Some(words),
+                    Some(_) => return Err("\"command:\" needs a program (and its arguments)".to_owned()),
+                    None => return Err(format!("\"{value}\" is not a command line (unbalanced quotes?)")),
+                }
+            }
+            "user" => {
+                let run_as = context::parse_user(value)?;
+                let other = run_as.uid != nix::unistd::geteuid().as_raw()
+                    || run_as.gid != nix::unistd::getegid().as_raw();
+                check_may_switch("user", other)?;
+                self.user = Some(run_as);
+            }
+            "group" => {
+                let gid = context::parse_group(value)?;
+                check_may_switch("group", gid != nix::unistd::getegid().as_raw())?;
+                self.group = Some(gid);
+            }
+            "cwd" => self.cwd = Some(context::parse_cwd(value)?),
+            // Repeatable.
+            "env" => self.env.push(context::parse_env(value)?),
+            "env-file" => self.env_files.push(context::parse_env_file(value)?),
+            "umask" => self.umask = Some(context::parse_umask(value)?),
+            "nice" => self.nice = Some(context::parse_nice(value)?),
+            key if key.starts_with("limit-") && context::LIMITS.iter().any(|(k, _)| *k == key) => {
+                let limit = context::parse_limit(key, value)?;
+                self.limits.retain(|l| l.resource != limit.resource);
+                self.limits.push(limit);
+            }
+            "success-exit-status" => {
+                self.success_exit_status = value
+                    .split(|c: char| c.is_whitespace() || c == ',')
+                    .filter(|w| !w.is_empty())
+                    .map(|w| match w.parse::<i32>() {
+                        Ok(n) if (0..=255).contains(&n) => Ok(n),
+                        _ => parse_signal(w).map(|s| 128 + s as i32).map_err(|_| {
+                            format!("\"{w}\" is not an exit status (0-255) or a signal name (TERM: 143)")
+                        }),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "forward-signals" => self.forward_signals = parse_forwardable(value)?,
             "watchdog" => {
                 self.watchdog = match value {
                     "none" | "0" => None,
@@ -207,7 +309,9 @@ impl TaskSettings {
                 }
             }
             _ => {
-                let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+                let mut known: Vec<&str> =
+                    KEYS.iter().map(|(k, _)| *k).filter(|k| !k.starts_with("limit-")).collect();
+                known.push("limit-nofile (and the other limit-* of setrlimit)");
                 return Err(format!("unknown directive \"{key}\" (known: {})", known.join(", ")));
             }
         }
@@ -238,6 +342,63 @@ impl TaskSettings {
         }
         Ok(())
     }
+}
+
+impl TaskSettings {
+    /// Whether an exit status counts as success: 0, or one of `success-exit-status`.
+    pub fn is_success(&self, status: i32) -> bool {
+        status == 0 || self.success_exit_status.contains(&status)
+    }
+}
+
+/// Only root may run a task as another user or group.
+fn check_may_switch(what: &str, other: bool) -> Result<(), String> {
+    if other && !nix::unistd::geteuid().is_root() {
+        return Err(format!(
+            "\"{what}:\" needs trc to run as root (it runs as uid {})",
+            nix::unistd::geteuid()
+        ));
+    }
+    Ok(())
+}
+
+/// Signals trc can pass on to tasks: those that would end it, and WINCH.
+pub const FORWARDABLE: [Signal; 12] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGABRT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGTERM,
+    Signal::SIGXCPU,
+    Signal::SIGXFSZ,
+    Signal::SIGVTALRM,
+    Signal::SIGWINCH,
+];
+
+/// A list of signals trc can forward (`HUP,USR2` or `HUP USR2`).
+pub fn parse_forwardable(text: &str) -> Result<Vec<Signal>, String> {
+    let signals = parse_signals(text)?;
+    if let Some(bad) = signals.iter().find(|s| !FORWARDABLE.contains(s)) {
+        let names: Vec<&str> = FORWARDABLE.iter().map(|s| s.as_str().trim_start_matches("SIG")).collect();
+        return Err(format!("{} cannot be forwarded (these can: {})", bad.as_str(), names.join(", ")));
+    }
+    Ok(signals)
+}
+
+/// `HUP,USR2` or `HUP USR2`.
+pub fn parse_signals(text: &str) -> Result<Vec<Signal>, String> {
+    let signals: Vec<Signal> = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .map(parse_signal)
+        .collect::<Result<_, _>>()?;
+    if signals.is_empty() {
+        return Err("no signal named (write e.g. HUP,USR2)".to_owned());
+    }
+    Ok(signals)
 }
 
 /// A signal by name (`TERM`, `SIGTERM`, `term`) or number.

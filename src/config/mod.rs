@@ -1,6 +1,7 @@
 //! Configuration: where tasks come from (the work-dir scan) and the `RC_*` settings.
 //! Pure apart from reading directories and the first bytes of task files.
 
+pub mod context;
 mod deps;
 mod directives;
 pub mod probe;

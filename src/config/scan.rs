@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub enum RunMode {
     /// Sourced by bash inside a function, as TrivialRC does with every file.
     Fragment,
-    /// Executable with a `#!` line naming an interpreter other than sh or bash: run directly.
+    /// Executable and not a shell script (an ELF binary, or a `#!` line naming an interpreter
+    /// other than sh or bash): run directly.
     Executable,
 }
 
@@ -203,8 +204,8 @@ fn inspect(
         .and_then(|mut f| f.read(&mut head))
         .map_err(|source| ConfigError::Unreadable { path: path.clone(), source })?;
     let executable = meta.permissions().mode() & 0o111 != 0;
-    let run =
-        if executable && is_foreign_shebang(&head[..len]) { RunMode::Executable } else { RunMode::Fragment };
+    let direct = is_foreign_shebang(&head[..len]) || head[..len].starts_with(ELF_MAGIC);
+    let run = if executable && direct { RunMode::Executable } else { RunMode::Fragment };
     let unreadable = |source| ConfigError::Unreadable { path: path.clone(), source };
     let bad = |e: super::DirectiveError| ConfigError::Directive {
         path: path.clone(),
@@ -255,6 +256,9 @@ pub fn fingerprint(path: &Path, run: RunMode) -> Option<u64> {
     (run == RunMode::Executable).hash(&mut hasher);
     Some(hasher.finish())
 }
+
+/// The first bytes of an ELF binary.
+const ELF_MAGIC: &[u8] = b"\x7fELF";
 
 /// Whether `head` starts with a `#!` line naming an interpreter other than sh or bash
 /// (looking through `/usr/bin/env [-S] [VAR=value]...`).

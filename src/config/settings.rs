@@ -47,6 +47,11 @@ pub struct Settings {
     pub debug: bool,
     /// The defaults of every task's directives (`RC_RESTART`, `RC_STOP_TIMEOUT`, ...).
     pub task: TaskSettings,
+    /// `RC_FORWARD_SIGNALS`: signals passed to the tasks instead of ending the group.
+    pub forward_signals: Vec<nix::sys::signal::Signal>,
+    /// `RC_STOP_DELAY`: how long trc waits, not ready, between the first terminating signal
+    /// and the stop of the tasks.
+    pub stop_delay: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -57,6 +62,8 @@ impl Default for Settings {
             verbose_extra: false,
             debug: false,
             task: TaskSettings::default(),
+            forward_signals: Vec::new(),
+            stop_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -82,6 +89,16 @@ impl Settings {
             })?;
         }
         settings.task = TaskSettings::from_lookup(&lookup).map_err(ConfigError::Variable)?;
+        if let Some(value) = lookup("RC_FORWARD_SIGNALS").filter(|v| !v.is_empty()) {
+            settings.forward_signals = super::directives::parse_forwardable(&value).map_err(|problem| {
+                ConfigError::BadVariable { name: "RC_FORWARD_SIGNALS", value: value.clone(), problem }
+            })?;
+        }
+        if let Some(value) = lookup("RC_STOP_DELAY").filter(|v| !v.is_empty()) {
+            settings.stop_delay = super::directives::parse_duration(&value).map_err(|problem| {
+                ConfigError::BadVariable { name: "RC_STOP_DELAY", value: value.clone(), problem }
+            })?;
+        }
         Ok(settings)
     }
 }

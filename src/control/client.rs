@@ -30,7 +30,14 @@ impl Trc {
     /// The instance `name` (a name in the runtime base dir, or a path to a runtime dir or to
     /// its socket).
     pub fn named(name: &str) -> Result<Trc> {
-        let path = if name.contains('/') { PathBuf::from(name) } else { runtime_dir::base_dir().join(name) };
+        let path = if name.contains('/') {
+            PathBuf::from(name)
+        } else {
+            // The first place that has it (trc takes the first place it can make).
+            let places = runtime_dir::base_dirs();
+            let found = places.iter().map(|(_, base)| base.join(name)).find(|dir| dir.is_dir());
+            found.unwrap_or_else(|| runtime_dir::base_dir().join(name))
+        };
         // A dir this user may not open is said as such, not as "not running".
         let denied = |dir: &Path, e: std::io::Error| {
             ManagerError::Unavailable(format!(
@@ -108,11 +115,10 @@ fn missing(field: &str) -> ManagerError {
 
 /// Every running instance of this user (root: the system's), with what it says about itself.
 pub fn instances() -> Vec<Instance> {
-    let base = runtime_dir::base_dir();
-    let Ok(entries) = std::fs::read_dir(&base) else { return Vec::new() };
-    let mut found: Vec<Instance> = entries
-        .flatten()
-        .map(|e| e.path())
+    let mut found: Vec<Instance> = runtime_dir::base_dirs()
+        .into_iter()
+        .filter_map(|(_, base)| std::fs::read_dir(base).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
         .filter(|dir| runtime_dir::is_running(dir))
         .filter_map(|dir| Trc::at(&dir).info().ok().map(|info| Instance { dir, info }))
         .collect();

@@ -41,7 +41,7 @@ pub fn open(kind: ManagerKind, options: &Options) -> Result<Box<dyn Manager>, Ma
             Some(name) => Ok(Box::new(client::Trc::named(name)?)),
             None => Err(ManagerError::Unavailable(format!(
                 "no trc instance is running (looked in {})",
-                crate::runtime_dir::base_dir().display()
+                crate::runtime_dir::base_dirs_text()
             ))),
         },
         ManagerKind::Systemd => Ok(Box::new(systemd::Systemd::detect(options.user)?)),

@@ -49,6 +49,21 @@ impl Systemd {
         }
         let systemctl = find_program("systemctl")
             .ok_or_else(|| ManagerError::Unavailable("systemd's systemctl is not in PATH".to_owned()))?;
+        if user {
+            // The user's manager listens on $XDG_RUNTIME_DIR/systemd/private: without it every
+            // verb would fail, and `list` would show an empty table as if nothing ran.
+            let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", nix::unistd::geteuid())));
+            let socket = runtime.join("systemd/private");
+            if !socket.exists() {
+                return Err(ManagerError::Unavailable(format!(
+                    "no systemd user manager runs for this user (no {}); log in with a session, or `loginctl enable-linger`",
+                    socket.display()
+                )));
+            }
+        }
         let unit_dir = if user {
             let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
             let config = var("XDG_CONFIG_HOME")
@@ -144,6 +159,11 @@ impl Systemd {
     }
 }
 
+/// A task's name as the user may write it, `web` or `web.service`: the unit is `web.service`.
+fn unit_base(name: &str) -> &str {
+    name.strip_suffix(".service").filter(|base| !base.is_empty()).unwrap_or(name)
+}
+
 impl Manager for Systemd {
     fn kind(&self) -> &'static str {
         "systemd"
@@ -154,26 +174,31 @@ impl Manager for Systemd {
     }
 
     fn status(&mut self, name: &str) -> Result<TaskInfo> {
+        let name = unit_base(name);
         check_unit_name(name)?;
         self.info(name)
     }
 
     fn start(&mut self, name: &str) -> Result<TaskInfo> {
+        let name = unit_base(name);
         self.verb("start", name)
     }
 
     /// `systemctl stop` returns when the stop job is done: the service has exited.
     fn stop(&mut self, name: &str) -> Result<TaskInfo> {
+        let name = unit_base(name);
         self.verb("stop", name)
     }
 
     fn restart(&mut self, name: &str) -> Result<TaskInfo> {
+        let name = unit_base(name);
         self.verb("restart", name)
     }
 
     /// `systemctl kill`: to every process of the unit (its cgroup), as trc signals a task's
     /// process group.
     fn signal(&mut self, name: &str, signal: Signal) -> Result<()> {
+        let name = unit_base(name);
         check_unit_name(name)?;
         if self.info(name)?.pid.is_none() {
             return Err(ManagerError::Refused(format!("{name} is not running")));
@@ -182,6 +207,7 @@ impl Manager for Systemd {
     }
 
     fn ensure(&mut self, spec: &EnsureSpec) -> Result<(Ensured, TaskInfo)> {
+        let spec = &EnsureSpec { name: unit_base(&spec.name).to_owned(), ..spec.clone() };
         let name = spec.name.as_str();
         check_unit_name(name)?;
         let unit = format!("{name}.service");
@@ -242,6 +268,7 @@ impl Manager for Systemd {
         follow: bool,
         sink: &mut dyn FnMut(LogLine) -> std::io::Result<()>,
     ) -> Result<()> {
+        let name = unit_base(name);
         check_unit_name(name)?;
         self.info(name)?;
         let journalctl = find_program("journalctl")

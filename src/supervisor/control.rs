@@ -240,6 +240,9 @@ impl Supervisor {
         };
         let mut report = CheckReport::default();
         match self.group.phase {
+            Phase::Running if self.group.draining.is_some() => {
+                report.not_ready.push("trc: stopping soon (draining: --stop-delay)".to_owned())
+            }
             Phase::Running => {}
             Phase::Boot => report.not_ready.push("trc: still booting".to_owned()),
             _ => report.not_ready.push("trc: stopping".to_owned()),
@@ -569,8 +572,39 @@ impl Supervisor {
     }
 }
 
-/// The text of `trc.d/async.NAME` for `ensure`: the directives as a header block, then a
-/// shell fragment that execs the command. Everything is checked before a byte is written: the
+/// `command:`, `cwd:` and `env:` directives for `ensure`'s command, or `None` when one of its
+/// words or values cannot be a directive value (a control character, a `#` that could start
+/// a comment), or its `--cwd` is not a directory now: then the file is a shell fragment.
+fn command_directives(spec: &EnsureSpec) -> Option<Vec<(&'static str, String)>> {
+    let plain = |text: &str| !text.contains('#') && !text.chars().any(char::is_control);
+    if spec.command.is_empty() || !spec.command.iter().all(|w| plain(w)) {
+        return None;
+    }
+    let line = shlex::try_join(spec.command.iter().map(String::as_str)).ok()?;
+    if shlex::split(&line).as_ref() != Some(&spec.command) {
+        return None;
+    }
+    let mut out = vec![("command", line)];
+    if let Some(cwd) = &spec.cwd {
+        let text = cwd.to_str()?;
+        if !plain(text) || text.trim() != text || !cwd.is_dir() {
+            return None;
+        }
+        out.push(("cwd", text.to_owned()));
+    }
+    for (key, value) in &spec.env {
+        if !plain(value) {
+            return None;
+        }
+        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push(("env", format!("{key}=\"{escaped}\"")));
+    }
+    Some(out)
+}
+
+/// The text of `trc.d/async.NAME` for `ensure`: the directives as a header block with the
+/// command as `command:` (and `cwd:`, `env:`), so that it runs without a shell; or, when a word
+/// cannot be a directive value, a shell fragment that execs the command. Everything is checked before a byte is written: the
 /// name, every key (known) and value (valid on top of `defaults`, no control characters, read
 /// back unchanged), and the whole text is parsed by the scan's own header parser, so a file that
 /// `ensure` writes can never fail the next scan.
@@ -587,10 +621,19 @@ pub fn task_file_text(spec: &EnsureSpec, defaults: &TaskSettings) -> Result<Stri
     }
     let directives: BTreeMap<&str, &str> =
         spec.directives.iter().map(|(k, v)| (k.as_str(), v.trim())).collect();
-    if !directives.is_empty() {
+    if let Some(key) = directives.keys().find(|k| matches!(**k, "command" | "cwd" | "env")) {
+        return Err(format!("{key}: given by ensure itself (the command, --cwd, --env)"));
+    }
+    // The command as directives (no shell needed to run it), when every word can be one.
+    let generated = command_directives(spec);
+    let mut asked: Vec<(&str, &str)> = directives.iter().map(|(k, v)| (*k, *v)).collect();
+    if let Some(generated) = &generated {
+        asked.extend(generated.iter().map(|(k, v)| (*k, v.as_str())));
+    }
+    if !asked.is_empty() {
         let mut check = TaskSettings::default();
         text.push_str("### BEGIN TRC\n");
-        for (key, value) in &directives {
+        for (key, value) in &asked {
             check.set(key, value).map_err(|e| format!("{key}: {e}"))?;
             text.push_str(&format!("# {key}: {value}\n"));
         }
@@ -600,7 +643,9 @@ pub fn task_file_text(spec: &EnsureSpec, defaults: &TaskSettings) -> Result<Stri
         "# Written by `trcctl ensure {}`; trcctl rewrites it when the command changes.\n",
         spec.name
     ));
-    text.push_str(&shell_body(spec).map_err(|e| e.to_string())?);
+    if generated.is_none() {
+        text.push_str(&shell_body(spec).map_err(|e| e.to_string())?);
+    }
     // Read it back as the scan will.
     let file = format!("async.{}", spec.name);
     let bad = |e: crate::config::DirectiveError| {
@@ -609,7 +654,6 @@ pub fn task_file_text(spec: &EnsureSpec, defaults: &TaskSettings) -> Result<Stri
     let read = header_directives(&text).map_err(bad)?;
     apply(defaults, &read).map_err(bad)?;
     let read: Vec<(&str, &str)> = read.iter().map(|d| (d.key.as_str(), d.value.as_str())).collect();
-    let asked: Vec<(&str, &str)> = directives.into_iter().collect();
     if read != asked {
         return Err(format!(
             "the directives would be read back as {read:?}, not {asked:?} (a value may not hold \" #\", which starts a comment)"
@@ -632,8 +676,28 @@ mod tests {
         };
         let defaults = TaskSettings::default();
         let text = task_file_text(&spec, &defaults).unwrap();
-        assert!(text.starts_with("### BEGIN TRC\n# restart: always\n### END TRC\n"), "{text}");
-        assert!(text.ends_with("exec sleep 100\n"), "{text}");
+        assert!(
+            text.starts_with("### BEGIN TRC\n# restart: always\n# command: sleep 100\n### END TRC\n"),
+            "{text}"
+        );
+        assert!(!text.contains("exec"), "no shell: {text}");
+        // With --cwd and --env, quoted where needed.
+        let dir = std::env::temp_dir();
+        let with = EnsureSpec {
+            command: vec!["sh".into(), "-c".into(), "echo \"$K\"".into()],
+            cwd: Some(dir.clone()),
+            env: vec![("K".into(), "two \"words\"".into())],
+            ..spec.clone()
+        };
+        let text = task_file_text(&with, &defaults).unwrap();
+        let settings = crate::config::parse_header(&text, &defaults).unwrap();
+        assert_eq!(settings.command.as_ref(), Some(&with.command), "{text}");
+        assert_eq!(settings.cwd.as_ref(), Some(&dir), "{text}");
+        assert_eq!(settings.env, [("K".to_owned(), "two \"words\"".to_owned())], "{text}");
+        // A word that cannot be a directive value: a shell fragment.
+        let hash = EnsureSpec { command: vec!["echo".into(), "a #b".into()], ..spec.clone() };
+        let text = task_file_text(&hash, &defaults).unwrap();
+        assert!(text.ends_with("exec echo 'a #b'\n") && !text.contains("command:"), "{text}");
         let bad = EnsureSpec { directives: vec![("restart".into(), "sometimes".into())], ..spec.clone() };
         assert!(task_file_text(&bad, &defaults).unwrap_err().starts_with("restart: "));
         let unknown = EnsureSpec { directives: vec![("colour".into(), "red".into())], ..spec };

@@ -53,7 +53,8 @@ impl Supervisor {
     /// The earliest deadline of any task, lingering group or sweep.
     fn next_deadline(&self) -> Option<Instant> {
         let tasks = self.tasks.iter().filter_map(|(_, t)| t.machine.deadline());
-        tasks.chain(self.teardown_deadline()).chain(self.probe_deadline()).min()
+        let drain = self.group.draining.map(|d| d.until);
+        tasks.chain(self.teardown_deadline()).chain(self.probe_deadline()).chain(drain).min()
     }
 
     /// Sleeps until something happens, then takes everything that is ready.

@@ -67,6 +67,15 @@ pub struct Group {
     last_halt: Option<i32>,
     /// Said once: every sync task has run under wait_forever.
     announced_forever: bool,
+    /// `--stop-delay`: a terminating signal came; the group ends with `status` at `until`
+    /// (not ready meanwhile).
+    pub draining: Option<Drain>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    pub until: Instant,
+    status: i32,
 }
 
 impl Group {
@@ -82,6 +91,7 @@ impl Group {
             halt_after_teardown: false,
             last_halt: None,
             announced_forever: false,
+            draining: None,
         }
     }
 
@@ -195,7 +205,29 @@ impl Supervisor {
     // ----- signals ------------------------------------------------------------------------
 
     fn on_signal(&mut self, sig: i32) {
+        let forwarded = self.settings.forward_signals.iter().any(|s| *s as i32 == sig);
+        if forwarded {
+            return match self.group.phase {
+                Phase::Boot | Phase::Running => self.forward_signal(sig),
+                _ => debug!("SIG{} while stopping: not forwarded", signals::name(sig)),
+            };
+        }
         match self.group.phase {
+            Phase::Running if self.group.draining.is_some() => {
+                info!("got SIG{} while draining: stopping now", signals::name(sig));
+                self.end_drain();
+            }
+            Phase::Running if !self.settings.stop_delay.is_zero() => {
+                let delay = self.settings.stop_delay;
+                info!(
+                    "got SIG{}: stopping in {} (--stop-delay; not ready meanwhile)",
+                    signals::name(sig),
+                    humantime::format_duration(delay)
+                );
+                self.group.draining =
+                    Some(Drain { until: Instant::now() + delay, status: policy::signal_status(sig) });
+                self.status_dirty = true;
+            }
             Phase::Boot | Phase::Running => {
                 debug!("sig-trap (exitcode={})", policy::signal_status(sig));
                 let halt = self.group.phase == Phase::Running;
@@ -214,6 +246,43 @@ impl Supervisor {
             // Halt tasks run to completion, as in TrivialRC (which ignores signals from its
             // exit hook on): a signal must not cut a cleanup short.
             Phase::Halt | Phase::Done => debug!("SIG{} during halt: ignored", signals::name(sig)),
+        }
+    }
+
+    /// Passes a `--forward-signals` signal to the process group of every running async task,
+    /// or, when some async tasks name it in their `forward-signals:`, of those alone.
+    fn forward_signal(&mut self, sig: i32) {
+        let Ok(signal) = nix::sys::signal::Signal::try_from(sig) else { return };
+        let asyncs: Vec<(TaskId, bool)> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| {
+                t.stage == Stage::Async && matches!(t.state(), State::Starting { .. } | State::Running { .. })
+            })
+            .map(|(id, t)| (id, t.settings().forward_signals.contains(&signal)))
+            .collect();
+        let chosen = asyncs.iter().any(|(_, named)| *named);
+        let mut names = Vec::new();
+        for (id, named) in asyncs {
+            if chosen && !named {
+                continue;
+            }
+            if let Some(pid) = self.tasks[id].pid() {
+                super::reap::signal_group(pid, signal);
+                names.push(self.tasks[id].name.clone());
+            }
+        }
+        info!(
+            "forwarding SIG{} to {}",
+            signals::name(sig),
+            if names.is_empty() { "no task (none runs)".to_owned() } else { names.join(", ") }
+        );
+    }
+
+    /// The drain delay is over (or cut short): the group ends with the signal's status.
+    fn end_drain(&mut self) {
+        if let Some(drain) = self.group.draining.take() {
+            self.end_group(drain.status, true);
         }
     }
 
@@ -248,6 +317,9 @@ impl Supervisor {
                 if self.group.phase != Phase::Running {
                     return;
                 }
+                // `success-exit-status`: such a status is a success for the wait policy and the
+                // group's status.
+                let status = if self.tasks[id].settings().is_success(status) { 0 } else { status };
                 let all_done = self.group.sync.queue.is_empty()
                     && !self.tasks.iter().any(|(_, t)| t.is_supervised() && t.machine.is_alive());
                 if let Some(status) = self.group.policy.task_finished(status, all_done) {
@@ -273,6 +345,9 @@ impl Supervisor {
                 starts += 1;
             }
             self.feed(id, Input::Tick { now });
+        }
+        if self.group.draining.is_some_and(|d| d.until <= now) && self.group.phase == Phase::Running {
+            self.end_drain();
         }
         self.probe_tick(now);
         self.teardown_tick(now);
@@ -339,6 +414,11 @@ impl Supervisor {
         self.group.boot.current = None;
         if status != 0 {
             return self.end_group(status, false);
+        }
+        // A boot task that ran without bash (an ELF binary, a #! script, `command:`) cannot
+        // change the shell state: what earlier boot tasks saved stays.
+        if !self.tasks[id].is_shell_code() {
+            return self.next_boot();
         }
         let may_rewrite_argv = matches!(self.tasks[id].source, Source::File { .. });
         match self.take_boot_save(id, may_rewrite_argv) {

@@ -84,13 +84,17 @@ impl Supervisor {
         }
         self.set_up_logs(id);
         let save_to = (self.tasks[id].stage == Stage::Boot).then(|| self.boot_save_path(id));
-        let mut spec = self.spec_for(id, save_to.as_deref());
-        self.probe_prepare(id, &mut spec);
-        self.tasks[id].runs_bash = spec.program == "bash";
-        let spawned = spawn::spawn(&spec);
-        // The child has its copy of the readiness pipe's write end: ours must go, so that the
-        // reader sees its end when the task's processes are gone.
-        drop(spec);
+        let prepared = self.prepare_context(id);
+        let spawned = prepared.and_then(|(context, env, state)| {
+            let mut spec = self.spec_for(id, save_to.as_deref(), env, state.as_deref());
+            spec.context = context;
+            self.probe_prepare(id, &mut spec);
+            self.open_runtime_files(id)?;
+            self.tasks[id].runs_bash = spec.program == "bash";
+            spawn::spawn(&spec)
+            // The child has its copy of the readiness pipe's write end: ours goes with `spec`,
+            // so that the reader sees its end when the task's processes are gone.
+        });
         let spawned = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
@@ -159,8 +163,9 @@ impl Supervisor {
         let exec_error = task.exec_report.take().and_then(|report| report.take());
         let task = &self.tasks[id];
         if let Some(e) = &exec_error {
-            let hint = match (&task.source, e.kind()) {
-                (Source::File { .. }, std::io::ErrorKind::NotFound) => {
+            let command = task.settings().command.is_some();
+            let hint = match (&task.source, e.error.kind(), e.at_exec) {
+                (Source::File { .. }, std::io::ErrorKind::NotFound, true) if !command => {
                     " (is the interpreter on its #! line installed?)"
                 }
                 _ => "",
@@ -186,7 +191,7 @@ impl Supervisor {
             ),
             Stage::Boot => debug!("boot task {} exited (exitcode={status})", task.label),
         }
-        if matches!(task.source, Source::Argv(_)) && self.terminal {
+        if task.stage != Stage::Async && self.terminal {
             // Take the terminal back, so that Ctrl-C reaches trc again.
             let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
         }
@@ -257,20 +262,119 @@ impl Supervisor {
         }
     }
 
-    /// What runs a task: its own program, or bash with the prelude.
-    fn spec_for(&self, id: TaskId, save_to: Option<&Path>) -> SpawnSpec {
+    /// The task's execution context for the child, the variables of its `env-file:` and
+    /// `env:` (files read now, at every start), and for a shell task running as another user its
+    /// own readable copy of the boot state. An env file that cannot be read fails the start.
+    #[allow(clippy::type_complexity)]
+    fn prepare_context(
+        &mut self,
+        id: TaskId,
+    ) -> std::io::Result<(spawn::Context, Vec<(OsString, OsString)>, Option<PathBuf>)> {
+        let settings = self.tasks[id].settings().clone();
+        let mut env: Vec<(OsString, OsString)> = Vec::new();
+        if let Some(user) = &settings.user {
+            match (&user.name, &user.home) {
+                (Some(name), Some(home)) => {
+                    env.push(("HOME".into(), home.as_os_str().to_owned()));
+                    env.push(("USER".into(), name.into()));
+                    env.push(("LOGNAME".into(), name.into()));
+                }
+                // A number without a passwd entry: not trc's HOME (root's, say).
+                _ => {
+                    env.push(("HOME".into(), "/".into()));
+                    env.push(("USER".into(), user.uid.to_string().into()));
+                    env.push(("LOGNAME".into(), user.uid.to_string().into()));
+                }
+            }
+        }
+        for (path, optional) in &settings.env_files {
+            let vars =
+                crate::config::context::read_env_file(path, *optional).map_err(std::io::Error::other)?;
+            env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        }
+        env.extend(settings.env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+        // trc's own user and group: nothing to switch (and no privilege to set groups with).
+        let switch = self.other_user(id).is_some();
+        let context = spawn::Context {
+            uid: settings.user.as_ref().map(|u| u.uid).filter(|_| switch),
+            gid: settings.group.or(settings.user.as_ref().map(|u| u.gid)).filter(|_| switch),
+            groups: settings.user.as_ref().filter(|_| switch).map(|u| u.groups.clone()).unwrap_or_default(),
+            cwd: settings.cwd.clone(),
+            umask: settings.umask,
+            nice: settings.nice,
+            limits: settings.limits.clone(),
+        };
+        let state = match (&self.boot_state, self.other_user(id)) {
+            (Some(state), Some((uid, gid))) => {
+                let copy = self.runtime_dir.path().join(format!("state.{id}.sh"));
+                let _ = std::fs::remove_file(&copy);
+                std::fs::copy(state, &copy)?;
+                nix::unistd::chown(&copy, Some(uid.into()), Some(gid.into()))?;
+                Some(copy)
+            }
+            _ => None,
+        };
+        Ok((context, env, state))
+    }
+
+    /// The uid and gid a task runs as, when either is not trc's.
+    pub(super) fn other_user(&self, id: TaskId) -> Option<(u32, u32)> {
+        let settings = self.tasks[id].settings();
+        let (euid, egid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let uid = settings.user.as_ref().map_or(euid, |u| u.uid);
+        let gid = settings.group.or(settings.user.as_ref().map(|u| u.gid)).unwrap_or(egid);
+        (uid != euid || gid != egid).then_some((uid, gid))
+    }
+
+    /// A task running as another user reaches the runtime files it needs: the runtime dir
+    /// (and its base) become searchable (not listable: 0711), and its own log pipes and notify
+    /// socket are given to its user (0600). Nothing else there is readable to it.
+    fn open_runtime_files(&mut self, id: TaskId) -> std::io::Result<()> {
+        let Some((uid, gid)) = self.other_user(id) else { return Ok(()) };
+        if let Some(why) = unreachable_runtime_dir(self.runtime_dir.path(), uid, gid) {
+            return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why));
+        }
+        if let Err(e) = self.runtime_dir.allow_traversal() {
+            error!("cannot open the runtime dir to tasks of other users: {e}");
+        }
+        let mut paths = Vec::new();
+        if let Some(logs) = self.logs.get(&id) {
+            paths.push(logs.stdout.path().to_owned());
+            paths.push(logs.stderr.path().to_owned());
+        }
+        paths.extend(self.notify_socket_path(id));
+        for path in paths {
+            if let Err(e) = nix::unistd::chown(&path, Some(uid.into()), Some(gid.into())) {
+                error!("{}: cannot give {} to uid {uid}: {e}", self.tasks[id].name, path.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// What runs a task: its own program, or bash with the prelude; `context_env` (its
+    /// `env-file:` and `env:`) on top of trc's variables, under trc's own `TRC_*`; `state`: the
+    /// boot state to restore, when not the shared one.
+    fn spec_for(
+        &self,
+        id: TaskId,
+        save_to: Option<&Path>,
+        context_env: Vec<(OsString, OsString)>,
+        state: Option<&Path>,
+    ) -> SpawnSpec {
         let task = &self.tasks[id];
         let task_argv = self.cli.task_argv();
+        let after_state = after_state_code(task.settings(), &context_env);
         let shell = |kind: ShellKind, src: &OsStr, args: &[OsString]| {
             let command = ShellTask {
                 stage: task.stage,
                 kind,
                 src,
                 args,
-                state: self.boot_state.as_deref(),
+                state: state.or(self.boot_state.as_deref()),
                 save_to,
                 arg0: &self.arg0,
                 stop_signal: task.settings().stop_signal,
+                after_state: after_state.as_deref(),
             }
             .command();
             SpawnSpec {
@@ -280,16 +384,34 @@ impl Supervisor {
                 ..SpawnSpec::default()
             }
         };
+        // With `cwd:` the task's file is found from trc's directory all the same.
+        let own_path = |path: &PathBuf| -> PathBuf {
+            match &task.settings().cwd {
+                Some(_) => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+                None => path.clone(),
+            }
+        };
         let mut spec = match &task.source {
+            // `command:` — an argv, no shell (but bash restores what boot saved, if boot ran).
+            Source::File { .. } if task.settings().command.is_some() => {
+                let argv: Vec<OsString> =
+                    task.settings().command.iter().flatten().map(OsString::from).collect();
+                if self.boot_state.is_some() {
+                    shell(ShellKind::Argv, OsStr::new(""), &argv)
+                } else {
+                    SpawnSpec { program: argv[0].clone(), args: argv[1..].to_vec(), ..SpawnSpec::default() }
+                }
+            }
             Source::File { path, run: RunMode::Fragment } => {
-                shell(ShellKind::File, path.as_os_str(), &task_argv)
+                shell(ShellKind::File, own_path(path).as_os_str(), &task_argv)
             }
             Source::File { path, run: RunMode::Executable } if self.boot_state.is_some() => {
-                shell(ShellKind::Exec, path.as_os_str(), &[])
+                shell(ShellKind::Exec, own_path(path).as_os_str(), &[])
             }
             Source::File { path, run: RunMode::Executable } => {
                 // A relative work dir gives a relative path: exec needs a slash to take it as one.
-                let path = if path.is_absolute() { path.clone() } else { Path::new(".").join(path) };
+                let path = own_path(path);
+                let path = if path.is_absolute() { path } else { Path::new(".").join(path) };
                 SpawnSpec { program: path.into_os_string(), ..SpawnSpec::default() }
             }
             Source::Command(cmd) => shell(ShellKind::Command, cmd, &task_argv),
@@ -305,6 +427,7 @@ impl Supervisor {
             }
         };
         let mut env = self.env.clone();
+        env.extend(context_env);
         env.push(("RC_WAIT_POLICY".into(), self.settings.wait_policy.as_str().into()));
         env.push(("TRC_TASK".into(), task.name.clone().into()));
         env.push(("TRC_STAGE".into(), task.stage.as_str().into()));
@@ -318,9 +441,59 @@ impl Supervisor {
                 (Err(e), _) | (_, Err(e)) => error!("{}: cannot open its log pipe: {e}", task.label),
             }
         }
+        // A foreground task (boot, sync, halt: one at a time) gets the terminal while it runs,
+        // so that it can read it (TrivialRC's tasks share its terminal) and Ctrl-C reaches it.
+        if task.stage != Stage::Async {
+            spec.foreground = self.terminal;
+        }
         env.append(&mut spec.env);
         spec.env = env;
         spec.stdin_null = task.stage == Stage::Async;
         spec
     }
+}
+
+/// Bash code that re-applies a task's own `cwd:`, `umask:` and variables after the boot state
+/// (which restores boot's directory, umask and every variable) was sourced.
+fn after_state_code(settings: &crate::config::TaskSettings, env: &[(OsString, OsString)]) -> Option<String> {
+    let quote = |text: &str| shlex::try_quote(text).map(|q| q.into_owned()).unwrap_or_default();
+    let mut code = String::new();
+    if let Some(cwd) = &settings.cwd {
+        let cwd = std::path::absolute(cwd).unwrap_or_else(|_| cwd.clone());
+        code.push_str(&format!("builtin cd -- {} || exit 1\n", quote(&cwd.to_string_lossy())));
+    }
+    if let Some(mask) = settings.umask {
+        code.push_str(&format!("builtin umask {mask:03o}\n"));
+    }
+    for (key, value) in env {
+        code.push_str(&format!(
+            "builtin export {}={}\n",
+            key.to_string_lossy(),
+            quote(&value.to_string_lossy())
+        ));
+    }
+    (!code.is_empty()).then_some(code)
+}
+
+/// Why a task running as `uid`:`gid` could not reach the runtime dir at `path` once trc has
+/// made its own dirs searchable: a directory above them that is closed to it (a 0700
+/// `$XDG_RUNTIME_DIR`, say; trc does not open up directories that are not its own).
+pub(super) fn unreachable_runtime_dir(path: &Path, uid: u32, gid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let base = path.parent().unwrap_or(Path::new("/"));
+    for dir in base.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else { continue };
+        let passes = meta.mode() & 0o001 != 0
+            || (meta.uid() == uid && meta.mode() & 0o100 != 0)
+            || (meta.gid() == gid && meta.mode() & 0o010 != 0);
+        if !passes {
+            return Some(format!(
+                "a task running as uid {uid} could not reach trc's runtime dir {}: {} (mode {:o}) is closed to it; give trc a runtime dir it can reach with --runtime-dir DIR or RC_RUNTIME_DIR=DIR",
+                path.display(),
+                dir.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    None
 }

@@ -292,7 +292,9 @@ impl Machine {
             (S::Stopping { then, .. }, Input::Exited { status, .. }) => match then {
                 Then::Fail(failure) => {
                     self.failure = Some(failure);
-                    self.exited(if status == 0 { 1 } else { status }, false, now, &mut actions)
+                    // A failure whatever the status: one that would count as success is 1.
+                    let status = if self.settings.is_success(status) { 1 } else { status };
+                    self.exited(status, false, now, &mut actions)
                 }
                 Then::Down => self.state = S::Stopped { status: Some(status) },
                 Then::Remove => {
@@ -365,6 +367,8 @@ impl Machine {
             (S::Backoff { status, .. }, Input::Teardown | Input::Ending) => {
                 self.state = S::Finished { status }
             }
+            // Held for its dependents: no readiness deadline during teardown (no probe runs).
+            (S::Starting { pid, .. }, Input::Ending) => self.state = S::Starting { pid, until: None },
             // Everything else changes nothing (a tick before its time, a start while running).
             _ => {}
         }
@@ -789,6 +793,91 @@ mod tests {
                 vec![],
             ),
         ]);
+    }
+
+    /// Readiness timeouts, health and watchdog failures, dependencies and the teardown of a
+    /// task held for its dependents.
+    #[test]
+    fn table_readiness_failures_and_dependencies() {
+        let t0 = *T0;
+        let exited = |status| Input::Exited { status, exec_failed: false };
+        let running = S::Running { pid: pid() };
+        let failing = |f| S::Stopping {
+            pid: pid(),
+            sent: t0,
+            deadline: t0 + Duration::from_secs(5),
+            killed: false,
+            checks: 0,
+            then: Then::Fail(f),
+        };
+        let due = S::Starting { pid: pid(), until: Some(t0) };
+        let later = S::Starting { pid: pid(), until: Some(t0 + Duration::from_secs(1)) };
+        let backoff = |status| S::Backoff { until: t0 + Duration::from_secs(1), status };
+        let restarting = A::Restarting { delay: Duration::from_secs(1), count: 1 };
+        check(vec![
+            row(
+                due,
+                Input::Tick { now: t0 },
+                failing(Failure::ReadyTimeout),
+                vec![A::Failing(Failure::ReadyTimeout), A::Signal],
+            ),
+            row(later, Input::Tick { now: t0 }, later, vec![]),
+            row(later, Input::Ready, running, vec![]),
+            row(
+                running,
+                Input::Fail(Failure::Unhealthy),
+                failing(Failure::Unhealthy),
+                vec![A::Failing(Failure::Unhealthy), A::Signal],
+            ),
+            row(
+                later,
+                Input::Fail(Failure::Watchdog),
+                failing(Failure::Watchdog),
+                vec![A::Failing(Failure::Watchdog), A::Signal],
+            ),
+            row(
+                S::Backoff { until: t0, status: 1 },
+                Input::Fail(Failure::Unhealthy),
+                S::Backoff { until: t0, status: 1 },
+                vec![],
+            ),
+            // Its exit after trc stopped it is a failure, whatever the status.
+            row(failing(Failure::Unhealthy), exited(143), backoff(143), vec![restarting]),
+            row(failing(Failure::ReadyTimeout), exited(0), backoff(1), vec![restarting]),
+            row(failing(Failure::Watchdog), Input::Teardown, stopping(t0, Then::Teardown), vec![]),
+            row(
+                S::Pending,
+                Input::DependencyFailed { status: 3 },
+                S::Finished { status: 3 },
+                vec![A::Finished { status: 3 }],
+            ),
+            row(running, Input::DependencyFailed { status: 3 }, running, vec![]),
+            // Held for its dependents at teardown: no restart, no readiness deadline.
+            row(running, Input::Ending, running, vec![]),
+            row(later, Input::Ending, S::Starting { pid: pid(), until: None }, vec![]),
+            row(backoff(2), Input::Ending, S::Finished { status: 2 }, vec![]),
+        ]);
+        // After `Ending`, an exit is final (no restart, no report: the group is stopping).
+        let mut m = Machine::new(Stage::Async, settings(Restart::Always));
+        m.state = running;
+        assert!(m.transition(Input::Ending, t0).is_empty());
+        assert!(m.transition(exited(1), t0).is_empty());
+        assert_eq!(m.state, S::Finished { status: 1 });
+        // A task with a `ready:` probe is given its ready-timeout at its spawn; without one, none.
+        let mut m = Machine::new(
+            Stage::Async,
+            TaskSettings {
+                ready: crate::config::probe::Probe::Fd(3),
+                ready_timeout: Some(Duration::from_secs(2)),
+                ..settings(Restart::Never)
+            },
+        );
+        m.transition(Input::Spawned { pid: pid() }, t0);
+        assert_eq!(m.state, S::Starting { pid: pid(), until: Some(t0 + Duration::from_secs(2)) });
+        assert_eq!(m.deadline(), Some(t0 + Duration::from_secs(2)));
+        let mut m = Machine::new(Stage::Async, settings(Restart::Never));
+        m.transition(Input::Spawned { pid: pid() }, t0);
+        assert_eq!((m.state, m.deadline()), (S::Starting { pid: pid(), until: None }, None));
     }
 
     /// Failed starts count for the start limit and never restart faster than

@@ -16,6 +16,7 @@
 //! the record of task groups in the runtime dir, and stopping those a dead trc left.
 
 pub mod control;
+mod deps;
 mod event;
 mod files;
 mod group;
@@ -91,6 +92,9 @@ pub fn run(setup: Setup) -> i32 {
     if let Err(e) = files.check_dependencies(setup.cli.async_.len()) {
         return config_error(&e, EXIT_CONFIG);
     }
+    if let Err(e) = check_bash(&files, &setup.cli) {
+        return config_error(&e, EXIT_CONFIG);
+    }
     if let Err(e) = signals::prepare() {
         return config_error(&format!("cannot set up signals: {e}"), EXIT_CONFIG);
     }
@@ -113,10 +117,26 @@ pub fn run(setup: Setup) -> i32 {
     let mut runtime_dir = match RuntimeDir::create(
         instance.as_deref().filter(|s| !s.is_empty()),
         &crate::runtime_dir::default_name(&work_dir),
+        setup.cli.runtime_dir.as_deref(),
     ) {
         Ok(dir) => dir,
         Err(e) => return config_error(&e, EXIT_CONFIG),
     };
+    // Tasks that run as another user must reach their files in it.
+    for stage in crate::config::Stage::ALL {
+        for file in files.stage(stage) {
+            let Ok(task) = crate::config::apply(&settings.task, &file.directives) else { continue };
+            let uid = task.user.as_ref().map_or(nix::unistd::geteuid().as_raw(), |u| u.uid);
+            let gid =
+                task.group.or(task.user.as_ref().map(|u| u.gid)).unwrap_or(nix::unistd::getegid().as_raw());
+            if uid == nix::unistd::geteuid().as_raw() && gid == nix::unistd::getegid().as_raw() {
+                continue;
+            }
+            if let Some(why) = launch::unreachable_runtime_dir(runtime_dir.path(), uid, gid) {
+                return config_error(&format!("{}: {why}", file.path.display()), EXIT_CONFIG);
+            }
+        }
+    }
     // A trc of this instance that died suddenly may have left processes: they go before
     // anything of ours starts.
     if let Some(stale) = runtime_dir.take_stale_groups() {
@@ -134,6 +154,9 @@ pub fn run(setup: Setup) -> i32 {
     local.block_on(&runtime, async move {
         let mut watched: Vec<i32> = signals::TERMINATING.to_vec();
         watched.push(libc::SIGCHLD);
+        if settings.forward_signals.contains(&Signal::SIGWINCH) {
+            watched.push(libc::SIGWINCH);
+        }
         let signals = match signals::Watch::new(&watched) {
             Ok(signals) => signals,
             Err(e) => {
@@ -230,8 +253,14 @@ fn choose_journal(setup: &Setup) -> Option<Arc<Journal>> {
 }
 
 fn config_error(e: &dyn std::fmt::Display, status: i32) -> i32 {
-    // Through the writer, so that it comes after what trc has queued for stderr already.
-    crate::logs::writer::write(crate::logs::pipe::Output::Stderr, format!("trc: {e}\n").into_bytes());
+    // Through the writer, so that it comes after what trc has queued for stderr already. When
+    // stderr is the journal (a systemd service), the syslog prefix `<3>` makes it an error
+    // there (journald strips it), not the stream's default info.
+    let priority = if crate::logs::journal::stderr_is_journal() { "<3>" } else { "" };
+    crate::logs::writer::write(
+        crate::logs::pipe::Output::Stderr,
+        format!("{priority}trc: {e}\n").into_bytes(),
+    );
     status
 }
 
@@ -435,6 +464,9 @@ impl Supervisor {
         if waiting > 0 {
             line.push_str(&format!("; {waiting} waiting to restart"));
         }
+        if self.group.draining.is_some() {
+            line.push_str("; draining (stop signal received)");
+        }
         line
     }
 }
@@ -469,6 +501,38 @@ impl Drop for Supervisor {
         }
         self.runtime_dir.remove();
     }
+}
+
+/// Shell tasks need bash: when it cannot be found, the first shell task is named before
+/// anything starts. A group of tasks that need no shell (ELF binaries, `#!` scripts for another
+/// interpreter, `command:` headers, a trailing command that is a program) runs without it.
+fn check_bash(files: &TaskFiles, cli: &CommandLine) -> Result<(), String> {
+    if crate::fsutil::find_in_path(OsStr::new("bash")).is_some() {
+        return Ok(());
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let why = format!(
+        "a shell task, and bash is not on the PATH ({path}): shell tasks are run by bash; a task that needs no shell is an ELF binary, a #! script for another interpreter, or has a \"command:\" header"
+    );
+    for stage in crate::config::Stage::ALL {
+        for file in files.stage(stage) {
+            let command = file.directives.iter().any(|d| d.key == "command");
+            if file.run == crate::config::RunMode::Fragment && !command {
+                return Err(format!("{}: {why}", file.path.display()));
+            }
+        }
+    }
+    for (option, commands) in [("-B", &cli.boot), ("-D", &cli.async_), ("-F", &cli.sync), ("-H", &cli.halt)] {
+        if let Some(cmd) = commands.first() {
+            return Err(format!("{option} {:?}: {why}", cmd.to_string_lossy()));
+        }
+    }
+    if let Some(program) = cli.command.first() {
+        if !is_program(program) {
+            return Err(format!("the command {:?}: {why}", program.to_string_lossy()));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `name` is a program trc can exec itself: a path to an executable file, or a name

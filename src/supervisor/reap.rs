@@ -21,9 +21,27 @@ pub fn become_subreaper() -> nix::Result<()> {
 pub fn reap_exited() -> Vec<(Pid, i32)> {
     let mut reaped = Vec::new();
     loop {
-        let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED;
+        let (pid, status) = match waitpid(Pid::from_raw(-1), Some(flags)) {
             Ok(WaitStatus::Exited(pid, code)) => (pid, exit_code(Some(code), None)),
             Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, exit_code(None, Some(sig as i32))),
+            Ok(WaitStatus::Stopped(pid, sig)) => {
+                // Never left stopped silently: a process that reads or writes the terminal
+                // without having it (SIGTTIN, SIGTTOU) would wait for ever.
+                tracing::warn!(
+                    always = true,
+                    "process <pid={pid}> was stopped by {} ({}): it waits until it gets SIGCONT",
+                    sig.as_str(),
+                    match sig {
+                        nix::sys::signal::Signal::SIGTTIN =>
+                            "it read the terminal, which another process group has",
+                        nix::sys::signal::Signal::SIGTTOU =>
+                            "it wrote to or set the terminal, which another process group has",
+                        _ => "a stop signal",
+                    }
+                );
+                continue;
+            }
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,

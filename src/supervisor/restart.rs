@@ -86,7 +86,7 @@ impl RestartState {
         self.failed_streak = if failed_start { self.failed_streak.saturating_add(1) } else { 0 };
         let wanted = match settings.restart {
             Restart::Never => false,
-            Restart::OnFailure => status != 0,
+            Restart::OnFailure => !settings.is_success(status),
             Restart::Always => true,
         };
         if !wanted {

@@ -10,9 +10,15 @@
 //! - without it, the child execs at once.
 //!
 //! Either way an exec that fails is reported through [`ExecReport`]: the child writes its errno
-//! into a close-on-exec pipe and exits 127 (not found) or 126. By the time the reaper has
-//! collected the child, the pipe holds those 4 bytes, or nothing (exec succeeded), so
+//! and the step that failed (the exec, or one of the [`Context`]'s: limits, nice, groups,
+//! uid, cwd) into a close-on-exec pipe and exits 127 (not found) or 126. By the time the reaper
+//! has collected the child, the pipe holds those 8 bytes, or nothing (exec succeeded), so
 //! [`ExecReport::take`] never has to wait. All reaping is `waitpid(-1)` in `reap.rs`.
+//!
+//! The [`Context`] (a task's `user:`, `group:`, `cwd:`, `umask:`, `nice:`, `limit-*:`) is
+//! applied in the child in this order: resource limits (while still privileged, so hard limits
+//! may be raised), nice, umask, supplementary groups, gid, uid, then the working directory (as
+//! the task's user: it must be allowed in).
 //!
 //! Signals: every signal (32 and 33 included) is blocked in the parent around the fork, and
 //! the child sets every disposition to the default before it unblocks any. So none of trc's
@@ -56,6 +62,54 @@ pub struct SpawnSpec {
     /// An fd the child gets as this number (`ready: fd N`: the write end of its readiness
     /// pipe). 3 or more.
     pub extra_fd: Option<(OwnedFd, i32)>,
+    /// Who and where it runs as.
+    pub context: Context,
+}
+
+/// A task's execution context, applied between fork and exec.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Context {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Supplementary groups (set whenever `uid` or `gid` is).
+    pub groups: Vec<u32>,
+    pub cwd: Option<PathBuf>,
+    pub umask: Option<u32>,
+    pub nice: Option<i32>,
+    pub limits: Vec<crate::config::context::Limit>,
+}
+
+/// The steps of the child that can fail, as reported with their errno.
+const STEP_EXEC: u32 = 0;
+const STEP_LIMITS: u32 = 1;
+const STEP_NICE: u32 = 2;
+const STEP_GROUPS: u32 = 3;
+const STEP_GID: u32 = 4;
+const STEP_UID: u32 = 5;
+const STEP_CWD: u32 = 6;
+
+/// What failed in the child before (or at) its exec.
+#[derive(Debug)]
+pub struct ChildError {
+    pub error: io::Error,
+    /// The exec itself failed (not a step of the context before it).
+    pub at_exec: bool,
+    step: u32,
+}
+
+impl std::fmt::Display for ChildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let step = match self.step {
+            STEP_LIMITS => "cannot set its resource limits: ",
+            STEP_NICE => "cannot set its nice value: ",
+            STEP_GROUPS => "cannot set its groups: ",
+            STEP_GID => "cannot set its group: ",
+            STEP_UID => "cannot set its user: ",
+            STEP_CWD => "cannot enter its cwd: ",
+            _ => "",
+        };
+        write!(f, "{step}{}", self.error)
+    }
 }
 
 /// A forked child: the leader of its own process group by the time [`spawn`] returns.
@@ -86,14 +140,15 @@ impl GoSignal {
 pub struct ExecReport(OwnedFd);
 
 impl ExecReport {
-    /// The error of a failed exec, if the child reported one. Never blocks: call it after the
-    /// child has been reaped, when the report (if any) is complete. Before that, `None` can
-    /// also mean "not known yet". The report is consumed: a second call gives `None`.
-    pub fn take(&self) -> Option<io::Error> {
-        let mut errno = [0u8; 4];
+    /// The error of a failed exec (or of a step before it), if the child reported one. Never
+    /// blocks: call it after the child has been reaped, when the report (if any) is complete.
+    /// Before that, `None` can also mean "not known yet". The report is consumed: a second
+    /// call gives `None`.
+    pub fn take(&self) -> Option<ChildError> {
+        let mut report = [0u8; 8];
         let mut got = 0;
-        while got < errno.len() {
-            match nix::unistd::read(&self.0, &mut errno[got..]) {
+        while got < report.len() {
+            match nix::unistd::read(&self.0, &mut report[got..]) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -101,8 +156,13 @@ impl ExecReport {
                 Err(_) => break,
             }
         }
-        // 4 bytes into a pipe are written at once: all or nothing.
-        (got == errno.len()).then(|| io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+        // 8 bytes into a pipe are written at once: all or nothing.
+        if got != report.len() {
+            return None;
+        }
+        let errno = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+        let step = u32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+        Some(ChildError { error: io::Error::from_raw_os_error(errno), at_exec: step == STEP_EXEC, step })
     }
 }
 
@@ -135,6 +195,9 @@ struct Prepared<'a> {
     go: Option<(OwnedFd, OwnedFd)>,
     /// (read end for the parent, write end for the child).
     report: (OwnedFd, OwnedFd),
+    groups: Vec<libc::gid_t>,
+    cwd: Option<CString>,
+    limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
 }
 
 /// What the child does, in plain values and pointers into a [`Prepared`].
@@ -145,6 +208,17 @@ struct ChildPlan {
     report: i32,
     /// (the fd, the number it must have).
     extra: Option<(i32, i32)>,
+    /// The context: -1 or null where not set.
+    uid: i64,
+    gid: i64,
+    set_groups: bool,
+    groups: *const libc::gid_t,
+    groups_len: usize,
+    cwd: *const libc::c_char,
+    umask: i64,
+    nice: Option<i32>,
+    limits: *const (libc::__rlimit_resource_t, libc::rlimit),
+    limits_len: usize,
     sigrtmax: i32,
     /// trc's pid, to check after `PR_SET_PDEATHSIG` that trc has not died already.
     parent: libc::pid_t,
@@ -169,7 +243,17 @@ impl<'a> Prepared<'a> {
         // Non-blocking: the parent reads it without waiting; 4 bytes into an empty pipe are
         // never refused.
         let report = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let context = &spec.context;
+        let cwd = context.cwd.as_ref().map(|p| cstring(p.as_os_str())).transpose()?;
+        let limits = context
+            .limits
+            .iter()
+            .map(|l| (l.resource, libc::rlimit { rlim_cur: l.soft, rlim_max: l.hard }))
+            .collect();
         Ok(Prepared {
+            groups: context.groups.clone(),
+            cwd,
+            limits,
             spec,
             path,
             argv_ptrs: null_terminated(&argv),
@@ -191,6 +275,16 @@ impl<'a> Prepared<'a> {
             go: self.go.as_ref().map(|(read, _)| read.as_raw_fd()),
             report: self.report.1.as_raw_fd(),
             extra: self.spec.extra_fd.as_ref().map(|(fd, target)| (fd.as_raw_fd(), *target)),
+            uid: self.spec.context.uid.map_or(-1, i64::from),
+            gid: self.spec.context.gid.map_or(-1, i64::from),
+            set_groups: self.spec.context.uid.is_some() || self.spec.context.gid.is_some(),
+            groups: self.groups.as_ptr(),
+            groups_len: self.groups.len(),
+            cwd: self.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            umask: self.spec.context.umask.map_or(-1, i64::from),
+            nice: self.spec.context.nice,
+            limits: self.limits.as_ptr(),
+            limits_len: self.limits.len(),
             sigrtmax: libc::SIGRTMAX(),
             parent: std::process::id() as libc::pid_t,
             path: self.path.as_ptr(),
@@ -314,14 +408,70 @@ unsafe fn run_child(plan: &ChildPlan) -> ! {
                 }
             }
         }
+        if let Err(step) = apply_context(plan) {
+            fail(report, step);
+        }
         libc::execve(plan.path, plan.argv, plan.envp);
+        fail(report, STEP_EXEC)
+    }
+}
+
+/// Reports the errno of `step` on the report pipe and exits (127 for a program not found).
+///
+/// # Safety
+/// Only system calls: fit for the child between fork and exec.
+unsafe fn fail(report: i32, step: u32) -> ! {
+    // SAFETY: plain system calls on our own fds; the buffer lives on our stack.
+    unsafe {
         let errno = *libc::__errno_location();
-        libc::write(report, (&errno as *const i32).cast(), 4);
-        libc::_exit(match errno {
-            libc::ENOENT | libc::ENOTDIR => 127,
+        let mut bytes = [0u8; 8];
+        bytes[..4].copy_from_slice(&errno.to_ne_bytes());
+        bytes[4..].copy_from_slice(&step.to_ne_bytes());
+        libc::write(report, bytes.as_ptr().cast(), 8);
+        libc::_exit(match (step, errno) {
+            (STEP_EXEC, libc::ENOENT | libc::ENOTDIR) => 127,
             _ => 126,
         })
     }
+}
+
+/// Applies the task's context (see the module's comment for the order); `Err` is the step
+/// that failed, with errno set.
+///
+/// # Safety
+/// Only system calls on memory prepared before the fork: fit for the child.
+unsafe fn apply_context(plan: &ChildPlan) -> Result<(), u32> {
+    // SAFETY: plain system calls; the pointers come from a `Prepared` that outlives the child's
+    // use of them (our copy of the parent's memory).
+    unsafe {
+        for i in 0..plan.limits_len {
+            let (resource, limit) = &*plan.limits.add(i);
+            if libc::setrlimit(*resource, limit) != 0 {
+                return Err(STEP_LIMITS);
+            }
+        }
+        if let Some(nice) = plan.nice {
+            if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
+                return Err(STEP_NICE);
+            }
+        }
+        if plan.umask >= 0 {
+            libc::umask(plan.umask as libc::mode_t);
+        }
+        if plan.set_groups && libc::setgroups(plan.groups_len, plan.groups) != 0 {
+            return Err(STEP_GROUPS);
+        }
+        if plan.gid >= 0 && libc::setgid(plan.gid as libc::gid_t) != 0 {
+            return Err(STEP_GID);
+        }
+        if plan.uid >= 0 && libc::setuid(plan.uid as libc::uid_t) != 0 {
+            return Err(STEP_UID);
+        }
+        if !plan.cwd.is_null() && libc::chdir(plan.cwd) != 0 {
+            return Err(STEP_CWD);
+        }
+    }
+    Ok(())
 }
 
 /// Closes every fd from 3 up but those of `keep` (sorted in place; no allocation).
@@ -469,9 +619,21 @@ mod tests {
             assert!(spawned.go.is_none());
             assert_eq!(reap(spawned.pid), WaitStatus::Exited(spawned.pid, status), "{program}");
             let error = spawned.exec_report.take().expect("an exec error");
-            assert_eq!(error.raw_os_error(), Some(errno), "{program}: {error}");
+            assert_eq!(
+                (error.error.raw_os_error(), error.at_exec),
+                (Some(errno), true),
+                "{program}: {error}"
+            );
             assert!(spawned.exec_report.take().is_none(), "the report is taken once");
         }
+        // A step of the context that fails is reported as that step, with status 126.
+        let mut bad_cwd = spec("/bin/true", &[]);
+        bad_cwd.context.cwd = Some("/nonexistent/trc-test-dir".into());
+        let spawned = spawn(&bad_cwd).unwrap();
+        assert_eq!(reap(spawned.pid), WaitStatus::Exited(spawned.pid, 126));
+        let error = spawned.exec_report.take().expect("a cwd error");
+        assert!(!error.at_exec);
+        assert_eq!(error.to_string(), "cannot enter its cwd: No such file or directory (os error 2)");
         // A name not in $PATH fails before the fork.
         let error = spawn(&spec("trc-test-no-such-program", &[])).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound);

@@ -80,6 +80,18 @@ impl Task {
         self.machine.pid()
     }
 
+    /// Shell code that bash runs (a fragment file, a `-B/-D/-F/-H` string), as opposed to a
+    /// program (an ELF or `#!` file, a `command:` header, the trailing command): only shell
+    /// code can change the boot state. (A program is exec'd through bash after a boot task,
+    /// to get what boot exported, but it replaces that bash.)
+    pub fn is_shell_code(&self) -> bool {
+        match &self.source {
+            Source::File { run: RunMode::Fragment, .. } => self.settings().command.is_none(),
+            Source::File { .. } | Source::Argv(_) => false,
+            Source::Command(_) => true,
+        }
+    }
+
     /// It has a process (running or stopping).
     pub fn is_active(&self) -> bool {
         self.pid().is_some()
