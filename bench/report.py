@@ -241,6 +241,20 @@ def main():
             n = t["voluntary"] + t["involuntary"]
             goals.append(("zero idle wakeups", f"{n} context switches, {t['cpu_ms']:.0f} ms CPU in {window:g} s with {t['tasks']} tasks", n == 0))
 
+    # 7. readiness -> dependent start
+    ready = table_rows(load_text(d, "ready.md"))
+    if ready:
+        med = {}
+        for r in ready:
+            key = "trc " + r[1].split(";")[0].strip("` ") if r[0] == "trc" else r[0]
+            med[key] = number(r[2])
+        trcs = [v for k, v in med.items() if k.startswith("trc")]
+        if "s6" in med and trcs:
+            best = min(trcs)
+            worst = max(trcs)
+            summary.append(("readiness to the dependent's start (time)", f"{worst:,.0f} µs", "s6", f"{med['s6']:,.0f} µs", ratio(worst, med["s6"])))
+            goals.append(("readiness → dependent start ≤ s6's", f"{best:,.0f}–{worst:,.0f} µs vs {med['s6']:,.0f} µs", worst <= med["s6"]))
+
     out = []
     w = out.append
     w("# Benchmarks")
@@ -303,6 +317,16 @@ def main():
 
 
 SECTIONS = [
+    (
+        "ready",
+        "7. Readiness to the start of a dependent",
+        "`bench/ready.sh`: task a becomes ready 20 ms after its start (a newline on fd 3, or the line\n"
+        "`ready` on its stdout) and b, which depends on it, records its start as the first thing it\n"
+        "does; the time from a's readiness write to b's first instruction. s6: `notification-fd 3` and\n"
+        "b's run script `s6-svwait -U ../a` then `exec`; trc: `ready: fd 3` or `ready: log ^ready$` and\n"
+        "`after: a`; the floor: a C parent that reads fd 3 and forks and execs b. The same a and b files\n"
+        "for all (a small static C program run as the `#!` interpreter: no shell in the measured time).",
+    ),
     (
         "startup",
         "1. Start + teardown of a group with one `true` task",

@@ -7,6 +7,7 @@
 #   4. restart latency                                    bench/restart_latency.sh
 #   5. teardown of 5 and 100 TERM-responsive services     bench/supervisors.py teardown
 #   6. idle CPU time and wakeups with 100 services        bench/supervisors.py idle
+#   7. readiness to the start of a dependent (vs s6)     bench/ready.sh
 # It prints a table of medians and of trc ÷ baseline, the goals of the issue (met or not) and
 # each measurement's table, with the machine's description; the full run writes the same to
 # BENCHMARKS.md. Nothing is asserted: a goal not met does not fail the suite (a measurement that
@@ -132,12 +133,12 @@ step() {
 if [ "$smoke" = 1 ]; then
     params="smoke (trc and the floors only): 1 hyperfine run; 20,000 lines; memory with 3 services; 3 restarts; teardown of 2 services; idle 5 services for 1 s"
     startup=(1 1) throughput=(20000 1) memory=(--sizes 3 --runs 1) restart=(3 0)
-    teardown=(--sizes 2 --runs 1) idle=(--tasks 5 --window 1)
+    teardown=(--sizes 2 --runs 1) idle=(--tasks 5 --window 1) ready=(--smoke)
     export SERVICES=2
 else
     params="hyperfine 200 runs after 20 warm-ups; 3,000,000 lines, 5 runs; memory 3 runs; 100 restarts after 5 warm-ups; teardown 5 runs; idle 10 s"
     startup=(200 20) throughput=(3000000 5) memory=(--sizes 3,100,1000 --runs 3) restart=(100 5)
-    teardown=(--sizes 5,100 --runs 5) idle=(--tasks 100 --window 10)
+    teardown=(--sizes 5,100 --runs 5) idle=(--tasks 100 --window 10) ready=(-n 100)
 fi
 echo "$params" > "$results/params"
 
@@ -147,6 +148,7 @@ step memory python3 "$here/supervisors.py" memory "${memory[@]}" --json "$result
 step restart "$here/restart_latency.sh" "${restart[@]}"
 step teardown python3 "$here/supervisors.py" teardown "${teardown[@]}" --json "$results/teardown.json"
 step idle python3 "$here/supervisors.py" idle "${idle[@]}" --json "$results/idle.json"
+step ready "$here/ready.sh" "${ready[@]}" --markdown
 
 report=(python3 "$here/report.py" "$results" "$TRC")
 [ "$smoke" = 0 ] || report+=(--smoke)
