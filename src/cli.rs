@@ -19,6 +19,8 @@ Environment (each long option sets the variable of the same meaning; the option 
   RC_DEBUG=true           run shell tasks with `set -x`
   RC_LOG_PREFIX=false     pass task output through untouched (no name prefix)
   RC_LOG=SINK             auto (default: journald when stderr is the journal) | journal | console
+  RC_LOG_FORMAT=FORMAT    console lines as text (default) or json (one object per line)
+  RC_LOG_TIMESTAMPS=true  text lines of tasks start with a UTC time (2026-12-07T06:30:01.123Z)
   RC_STOP_TIMEOUT=DUR     how long a task may take to stop before SIGKILL (default 5s)
   RC_STOP_SIGNAL=SIG      the signal that asks a task to stop (default TERM)
   RC_RESTART=POLICY       never (default) | on-failure | always, for async and sync tasks
@@ -145,6 +147,14 @@ pub struct CommandLine {
     #[arg(long, value_name = "SINK", value_parser = ["auto", "journal", "console"])]
     pub log: Option<String>,
 
+    /// Console lines as text (default) or json: one JSON object per line, for log collectors [env: RC_LOG_FORMAT]
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+
+    /// Put an RFC 3339 UTC time (2026-12-07T06:30:01.123Z) in front of the text lines of tasks [env: RC_LOG_TIMESTAMPS=true]
+    #[arg(long)]
+    pub log_timestamps: bool,
+
     /// Signals passed to the process group of every running async task (or of those whose
     /// forward-signals: names them) instead of ending trc, e.g. HUP,USR2 [env: RC_FORWARD_SIGNALS]
     #[arg(long, value_name = "LIST")]
@@ -193,6 +203,9 @@ impl CommandLine {
         if self.debug {
             vars.push(("RC_DEBUG", "true".to_owned()));
         }
+        if self.log_timestamps {
+            vars.push(("RC_LOG_TIMESTAMPS", "true".to_owned()));
+        }
         for (var, value) in [
             ("RC_STOP_TIMEOUT", &self.stop_timeout),
             ("RC_STOP_SIGNAL", &self.stop_signal),
@@ -206,6 +219,7 @@ impl CommandLine {
             ("RC_HEALTH_TIMEOUT", &self.health_timeout),
             ("RC_HEALTH_RETRIES", &self.health_retries),
             ("RC_LOG", &self.log),
+            ("RC_LOG_FORMAT", &self.log_format),
             ("RC_FORWARD_SIGNALS", &self.forward_signals),
             ("RC_STOP_DELAY", &self.stop_delay),
         ] {
@@ -331,6 +345,19 @@ mod tests {
                 ("RC_STOP_TIMEOUT", "1s".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn log_format_options_become_rc_variables_and_bad_values_are_usage_errors() {
+        let cli = parse(&["--log-format", "json", "--log-timestamps"]);
+        assert_eq!(
+            cli.rc_overrides(),
+            vec![("RC_LOG_TIMESTAMPS", "true".to_owned()), ("RC_LOG_FORMAT", "json".to_owned())]
+        );
+        for bad in ["JSON", "logfmt", ""] {
+            let err = CommandLine::parse_args(["--log-format", bad].map(OsString::from)).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

@@ -411,6 +411,33 @@ fn a_warning_record_has_priority_4() {
 }
 
 #[test]
+fn console_formats_leave_the_records_unchanged() {
+    if !can_use_namespaces("console_formats_leave_the_records_unchanged") {
+        return;
+    }
+    let work = tmp();
+    let fake = FakeJournal::new();
+    let out = trc(
+        work.path(),
+        fake.dir.path(),
+        &["--log", "journal", "--log-format", "json", "--log-timestamps", "-D", "echo hi", "echo", "cmd-out"],
+    )
+    .env("RC_VERBOSE", "true")
+    .run();
+    assert_eq!(out.code(), 0, "{out:?}");
+    // The trailing command keeps trc's stdio, as in text.
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("cmd-out\n", ""), "{out:?}");
+    let records = fake.all();
+    assert_eq!(lines_of(&records, "async-1")[0].message(), "async-1: hi", "{records:#?}");
+    let re = log_line_re();
+    let own: Vec<&Record> = records.iter().filter(|r| r.get("TRC_STREAM").is_none()).collect();
+    assert!(own.iter().any(|r| r.message().contains("Launching in the background: echo hi")), "{own:#?}");
+    for r in own {
+        assert!(re.is_match(&r.message()), "not a TrivialRC line: {r:?}");
+    }
+}
+
+#[test]
 fn own_records_follow_the_verbosity_of_the_console() {
     if !can_use_namespaces("own_records_follow_the_verbosity_of_the_console") {
         return;

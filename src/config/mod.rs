@@ -13,7 +13,7 @@ pub use directives::{
     DirectiveError, Restart, StartLimit, TaskSettings, KEYS as DIRECTIVE_KEYS,
 };
 pub use scan::{escape_controls, scan_work_dir, RunMode, TaskFile, TaskFiles};
-pub use settings::{Settings, WaitPolicy};
+pub use settings::{log_style, Settings, WaitPolicy};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -103,6 +103,24 @@ impl Settings {
     }
 }
 
+/// The console style, `RC_LOG_FORMAT` (`text`, the default when unset or empty, or `json`)
+/// and `RC_LOG_TIMESTAMPS=true`. Read once, at start, apart from the other settings: what boot
+/// sets does not change it (the lines written so far keep one shape), and the errors of the
+/// other settings are written in it.
+pub fn log_style(lookup: impl Fn(&str) -> Option<String>) -> Result<crate::logs::format::Style, ConfigError> {
+    use crate::logs::format::{LogFormat, Style};
+    let mut style =
+        Style { timestamps: lookup("RC_LOG_TIMESTAMPS").as_deref() == Some("true"), ..Style::default() };
+    if let Some(value) = lookup("RC_LOG_FORMAT").filter(|v| !v.is_empty()) {
+        style.format = LogFormat::parse(&value).ok_or_else(|| ConfigError::BadVariable {
+            name: "RC_LOG_FORMAT",
+            value: value.clone(),
+            problem: "unknown log format (expected text or json)".to_owned(),
+        })?;
+    }
+    Ok(style)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::directives::parse_duration;
@@ -113,6 +131,23 @@ mod tests {
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn log_style_from_variables() {
+        use crate::logs::format::{LogFormat, Style};
+        let style = |vars: &[(&str, &str)]| {
+            let map: HashMap<String, String> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            log_style(|name| map.get(name).cloned())
+        };
+        assert_eq!(style(&[]).unwrap(), Style::default());
+        assert_eq!(style(&[("RC_LOG_FORMAT", "")]).unwrap(), Style::default());
+        let s = style(&[("RC_LOG_FORMAT", "json"), ("RC_LOG_TIMESTAMPS", "true")]).unwrap();
+        assert_eq!(s, Style { format: LogFormat::Json, timestamps: true });
+        assert!(!style(&[("RC_LOG_TIMESTAMPS", "yes")]).unwrap().timestamps);
+        let err = style(&[("RC_LOG_FORMAT", "xml")]).unwrap_err().to_string();
+        assert!(err.starts_with("RC_LOG_FORMAT=\"xml\": unknown log format"), "{err}");
     }
 
     #[test]

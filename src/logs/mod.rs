@@ -3,11 +3,13 @@
 //! trc emits `tracing` events with the fields `ns` (main, async, sync, halt) and `pid`; the
 //! [`Console`] layer prints them: INFO on stdout when `RC_VERBOSE=true`, DEBUG too (as
 //! `]:  - message`) with `RC_VERBOSE_EXTRA=true`, WARN on stderr when verbose, and ERROR always,
-//! on stderr. The flags can change at run time (a boot task may set `RC_VERBOSE`).
+//! on stderr. The flags can change at run time (a boot task may set `RC_VERBOSE`). With
+//! `--log-format json` each record is a JSON object instead ([`format`]).
 //!
 //! Every line, trc's own and its tasks', is written by the [`writer`]'s threads, never by the
 //! supervisor's: a reader that stops reading cannot freeze trc.
 
+pub mod format;
 pub mod journal;
 pub mod notify;
 pub mod pipe;
@@ -152,10 +154,26 @@ impl<S: Subscriber> Layer<S> for Console {
         if !shown && !fields.always {
             return;
         }
+        let ns = fields.ns.as_deref().unwrap_or("main");
+        let stage = fields.stage.as_deref().unwrap_or(if ns == "main" { "boot" } else { ns });
+        let json = format::style().is_json().then(|| {
+            let level = match level {
+                Level::ERROR => "error",
+                Level::WARN => "warn",
+                Level::INFO => "info",
+                _ => "debug",
+            };
+            let about = fields.task.as_deref().map(|task| format::About {
+                task,
+                stage,
+                pid: fields.task_pid.or(fields.pid),
+            });
+            let time = format::Stamp::now(format::Precision::Micros);
+            format::own_record(time.as_str(), level, about, &fields.message)
+        });
         if level == Level::DEBUG {
             fields.message.insert_str(0, " - ");
         }
-        let ns = fields.ns.as_deref().unwrap_or("main");
         let pid = fields.pid.unwrap_or(self.inner.main_pid);
         let line = self.format_line(ns, pid, &fields.message);
         let output = if level <= Level::WARN { Output::Stderr } else { Output::Stdout };
@@ -174,15 +192,15 @@ impl<S: Subscriber> Layer<S> for Console {
                 ("SYSLOG_IDENTIFIER", b"trc"),
             ];
             if let Some(task) = &fields.task {
-                let stage = fields.stage.as_deref().unwrap_or(if ns == "main" { "boot" } else { ns });
                 record.push(("TRC_TASK", task.as_bytes()));
                 record.push(("TRC_STAGE", stage.as_bytes()));
                 record.push(("TRC_TASK_PID", pid.as_bytes()));
             }
             // On the console instead if journald turns out to be gone.
-            journal.send_or_write(&record, output, line.clone().into_bytes());
+            let instead = json.unwrap_or_else(|| line.clone().into_bytes());
+            journal.send_or_write(&record, output, instead);
             return;
         }
-        writer::write(output, line.into_bytes());
+        writer::write(output, json.unwrap_or_else(|| line.into_bytes()));
     }
 }

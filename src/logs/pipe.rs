@@ -11,8 +11,11 @@
 //! line waits for its end; it is flushed when its task exits, and after [`IDLE_FLUSH`] without
 //! more data (so a prompt without a newline still shows). A line longer than [`MAX_LINE`] bytes
 //! is split into pieces of that size. Bytes that are not UTF-8 pass through unchanged. With
-//! `log-prefix: no` the bytes are copied as they come.
+//! `log-prefix: no` the bytes are copied as they come (in text without timestamps; otherwise
+//! they are framed into lines all the same, without the name). The shape of a console line
+//! (text, a time in front, a JSON object) is the run's [`Style`].
 
+use super::format::{self, Stamp, Style, TaskKeys};
 use super::journal::{split_priority, Journal, PRIORITY_INFO};
 use super::writer::{self, Item, Lane};
 use crate::control::ring::LogRing;
@@ -151,10 +154,13 @@ pub fn prefix_for(name: &str, colour: bool) -> Vec<u8> {
 /// Where a task's lines go, and the fields that describe them there.
 pub struct LineSink {
     pub output: Output,
-    /// `name: ` (coloured on a terminal) for the console.
+    /// `name: ` (coloured on a terminal) for the console; empty for a `log-prefix: no` task.
     pub prefix: Vec<u8>,
-    /// `log-prefix: no`: bytes pass through untouched (console) or lines without the prefix.
+    /// `log-prefix: no`: bytes pass through untouched (console, text without timestamps) or
+    /// lines without the prefix.
     pub raw: bool,
+    /// The shape of console lines.
+    pub style: Style,
     pub journal: Option<Arc<Journal>>,
     pub task: String,
     pub stage: &'static str,
@@ -195,13 +201,41 @@ impl LineSink {
         }
     }
 
-    /// Appends one line, prefixed (unless it is a log line already), to `out`.
-    fn console_line(&self, line: &[u8], out: &mut Vec<u8>) {
-        if !is_log_line(line) {
-            out.extend_from_slice(&self.prefix);
+    /// Whether console bytes are copied as they come, not framed into lines.
+    fn passthrough(&self) -> bool {
+        self.raw && self.style == Style::default()
+    }
+
+    /// What the console lines of one read share: their time, and in JSON the start of their
+    /// objects (made in `head`, a buffer kept by the stream).
+    fn frame<'a>(&self, head: &'a mut Vec<u8>) -> Frame<'a> {
+        let stamp = self.style.stamp();
+        if !self.style.is_json() {
+            return Frame::Text(stamp);
         }
-        out.extend_from_slice(line);
-        out.push(b'\n');
+        let keys =
+            TaskKeys { task: &self.task, stage: self.stage, stream: self.stream_name(), pid: self.pid.get() };
+        format::task_head(head, stamp.as_str(), keys);
+        Frame::Json(head)
+    }
+
+    /// Appends one line to `out`: prefixed (unless it is a log line already), after the time
+    /// when the style shows times, or as a JSON object.
+    fn console_line(&self, line: &[u8], frame: &Frame<'_>, out: &mut Vec<u8>) {
+        match frame {
+            Frame::Json(head) => format::task_line(out, head, line),
+            Frame::Text(stamp) => {
+                if !is_log_line(line) {
+                    if !stamp.is_empty() {
+                        out.extend_from_slice(stamp.as_bytes());
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(&self.prefix);
+                }
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
+        }
     }
 
     /// Sends one line to the journal as a record of its own.
@@ -227,12 +261,22 @@ impl LineSink {
     }
 }
 
+/// What the console lines of one read share ([`LineSink::frame`]).
+enum Frame<'a> {
+    /// The time in front of each line; empty when the style shows none.
+    Text(Stamp),
+    /// The start of each line's JSON object, up to its message.
+    Json(&'a [u8]),
+}
+
 /// One FIFO of one task and the state of its line framing.
 pub struct LogStream {
     path: PathBuf,
     rx: pipe::Receiver,
     sink: LineSink,
     splitter: RefCell<LineSplitter>,
+    /// The start of the JSON objects of the current read, kept between reads.
+    head: RefCell<Vec<u8>>,
 }
 
 impl LogStream {
@@ -244,10 +288,17 @@ impl LogStream {
         })?;
         let rx = pipe::OpenOptions::new().read_write(true).open_receiver(&path)?;
         let colour = sink.journal.is_none()
+            && !sink.style.is_json()
             && sink.output.is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        sink.prefix = prefix_for(&sink.task, colour);
-        Ok(Rc::new(LogStream { path, rx, sink, splitter: RefCell::new(LineSplitter::default()) }))
+        sink.prefix = if sink.raw { Vec::new() } else { prefix_for(&sink.task, colour) };
+        Ok(Rc::new(LogStream {
+            path,
+            rx,
+            sink,
+            splitter: RefCell::new(LineSplitter::default()),
+            head: RefCell::new(Vec::new()),
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -328,7 +379,7 @@ impl LogStream {
                 sink.keep(line);
                 sink.journal_line(journal, line)
             }),
-            None if sink.raw => {
+            None if sink.passthrough() => {
                 out.data.extend_from_slice(data);
                 out.lines += data.iter().filter(|&&b| b == b'\n').count();
                 // Framed only for the ring: the console gets the bytes as they are.
@@ -336,11 +387,16 @@ impl LogStream {
                     splitter.feed(data, &mut |line| sink.keep(line));
                 }
             }
-            None => splitter.feed(data, &mut |line| {
-                sink.keep(line);
-                sink.console_line(line, &mut out.data);
-                out.lines += 1;
-            }),
+            None => {
+                // One time for the lines of one read: when trc read them.
+                let mut head = self.head.borrow_mut();
+                let frame = sink.frame(&mut head);
+                splitter.feed(data, &mut |line| {
+                    sink.keep(line);
+                    sink.console_line(line, &frame, &mut out.data);
+                    out.lines += 1;
+                })
+            }
         }
     }
 
@@ -373,12 +429,17 @@ impl LogStream {
                 sink.keep(line);
                 sink.journal_line(journal, line)
             }),
-            None if sink.raw => splitter.flush(&mut |line| sink.keep(line)),
-            None => splitter.flush(&mut |line| {
-                sink.keep(line);
-                sink.console_line(line, &mut out.data);
-                out.lines += 1;
-            }),
+            None if sink.passthrough() => splitter.flush(&mut |line| sink.keep(line)),
+            None if splitter.has_partial() => {
+                let mut head = self.head.borrow_mut();
+                let frame = sink.frame(&mut head);
+                splitter.flush(&mut |line| {
+                    sink.keep(line);
+                    sink.console_line(line, &frame, &mut out.data);
+                    out.lines += 1;
+                })
+            }
+            None => {}
         }
         drop(splitter);
         out.finish(sink.output, lane);
@@ -522,6 +583,86 @@ mod tests {
         assert!(!is_log_line(b"2026-11-24 06:58:41 plain text"));
         assert!(!is_log_line(b"2026-11-24 06:58:41 [x]: no slash"));
         assert!(!is_log_line(b"hello"));
+    }
+
+    fn sink(style: Style, raw: bool) -> LineSink {
+        LineSink {
+            output: Output::Stderr,
+            prefix: if raw { Vec::new() } else { prefix_for("web", false) },
+            raw,
+            style,
+            journal: None,
+            task: "web".to_owned(),
+            stage: "async",
+            pid: Cell::new(4242),
+            ring: None,
+            watch: None,
+        }
+    }
+
+    const LOG_LINE: &[u8] = b"2026-11-24 06:58:41 trc [async/7]: said by log";
+
+    #[test]
+    fn text_lines_get_the_prefix_and_the_time_when_asked() {
+        let stamp = Stamp::at(
+            std::time::UNIX_EPOCH + Duration::new(1_796_625_001, 123_000_000),
+            format::Precision::Millis,
+        );
+        let mut out = Vec::new();
+        let plain = sink(Style::default(), false);
+        let mut head = Vec::new();
+        let frame = plain.frame(&mut head);
+        assert!(matches!(&frame, Frame::Text(s) if s.is_empty()));
+        plain.console_line(b"one", &frame, &mut out);
+        plain.console_line(LOG_LINE, &frame, &mut out);
+        let timed = sink(Style { timestamps: true, ..Style::default() }, false);
+        assert!(matches!(timed.frame(&mut Vec::new()), Frame::Text(s) if s.as_bytes().len() == 24));
+        timed.console_line(b"two", &Frame::Text(stamp), &mut out);
+        timed.console_line(LOG_LINE, &Frame::Text(stamp), &mut out);
+        // log-prefix: no, with times: framed, without the name.
+        let raw = sink(Style { timestamps: true, ..Style::default() }, true);
+        assert!(!raw.passthrough() && sink(Style::default(), true).passthrough());
+        raw.console_line(b"three", &Frame::Text(stamp), &mut out);
+        let want = [
+            &b"web: one\n"[..],
+            LOG_LINE,
+            b"\n2026-12-07T06:30:01.123Z web: two\n",
+            LOG_LINE,
+            b"\n2026-12-07T06:30:01.123Z three\n",
+        ]
+        .concat();
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want));
+    }
+
+    #[test]
+    fn json_lines_are_objects_with_the_task_keys() {
+        let json = Style { format: format::LogFormat::Json, timestamps: false };
+        for raw in [false, true] {
+            let sink = sink(json, raw);
+            assert!(!sink.passthrough());
+            let mut head = Vec::new();
+            let frame = sink.frame(&mut head);
+            let mut out = Vec::new();
+            sink.console_line(b"web: not a prefix \xff", &frame, &mut out);
+            sink.console_line(LOG_LINE, &frame, &mut out);
+            let lines: Vec<serde_json::Value> = out
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect();
+            assert_eq!(lines.len(), 2);
+            for line in &lines {
+                assert_eq!(line["time"], lines[0]["time"], "one time per read");
+                assert_eq!(line["time"].as_str().unwrap().len(), "2026-12-07T06:30:01.123456Z".len());
+                assert_eq!(line["task"], "web");
+                assert_eq!(line["stage"], "async");
+                assert_eq!(line["stream"], "stderr");
+                assert_eq!(line["pid"], 4242);
+            }
+            assert_eq!(lines[0]["message"], "web: not a prefix \u{fffd}");
+            assert_eq!(lines[0]["message_base64"], format::base64(b"web: not a prefix \xff"));
+            assert_eq!(lines[1]["message"], std::str::from_utf8(LOG_LINE).unwrap());
+        }
     }
 
     #[test]

@@ -158,10 +158,8 @@ pub fn finish(grace: Duration) -> usize {
         journal_lost += lane.settle(deadline);
     }
     if journal_lost > 0 {
-        write(
-            Output::Stderr,
-            format!("trc: {journal_lost} records could not be sent to journald\n").into_bytes(),
-        );
+        let text = format!("{journal_lost} records could not be sent to journald");
+        write(Output::Stderr, super::format::plain_line("warn", &text));
     }
     let mut console_lost = 0;
     if let Some([stdout, stderr]) = CONSOLE.get() {

@@ -232,11 +232,15 @@ impl Supervisor {
     }
 
     /// Makes a task's log pipes the first time it starts (all tasks but the trailing command,
-    /// whose stdio is trc's own) and starts copying their lines. If that fails, the task
-    /// writes to trc's stdout and stderr directly.
+    /// whose stdio is trc's own; in JSON on the console it has them too, as every console line
+    /// is an object) and starts copying their lines. If that fails, the task writes to trc's
+    /// stdout and stderr directly.
     fn set_up_logs(&mut self, id: TaskId) {
         let task = &self.tasks[id];
-        if self.logs.contains_key(&id) || matches!(task.source, Source::Argv(_)) {
+        let style = crate::logs::format::style();
+        let own_stdio =
+            matches!(task.source, Source::Argv(_)) && !(style.is_json() && self.journal.is_none());
+        if self.logs.contains_key(&id) || own_stdio {
             return;
         }
         let base = format!("{}.{}", task.stage, task.name);
@@ -249,6 +253,7 @@ impl Supervisor {
                 output,
                 prefix: Vec::new(),
                 raw: !task.settings().log_prefix,
+                style,
                 journal: self.journal.clone(),
                 task: task.name.clone(),
                 stage: task.stage.as_str(),

@@ -76,6 +76,10 @@ pub fn run(setup: Setup) -> i32 {
             .map(|(_, v)| v.clone())
             .or_else(|| std::env::var(name).ok())
     };
+    match crate::config::log_style(lookup) {
+        Ok(style) => crate::logs::format::set_style(style),
+        Err(e) => return config_error(&e, EXIT_CONFIG),
+    }
     let settings = match Settings::from_lookup(lookup) {
         Ok(settings) => settings,
         Err(e) => return config_error(&e, EXIT_CONFIG),
@@ -265,12 +269,14 @@ fn choose_journal(setup: &Setup) -> Option<Arc<Journal>> {
 fn config_error(e: &dyn std::fmt::Display, status: i32) -> i32 {
     // Through the writer, so that it comes after what trc has queued for stderr already. When
     // stderr is the journal (a systemd service), the syslog prefix `<3>` makes it an error
-    // there (journald strips it), not the stream's default info.
-    let priority = if crate::logs::journal::stderr_is_journal() { "<3>" } else { "" };
-    crate::logs::writer::write(
-        crate::logs::pipe::Output::Stderr,
-        format!("{priority}trc: {e}\n").into_bytes(),
-    );
+    // there (journald strips it), not the stream's default info. Elsewhere, in the run's style
+    // (a JSON object with --log-format json).
+    let line = if crate::logs::journal::stderr_is_journal() {
+        format!("<3>trc: {e}\n").into_bytes()
+    } else {
+        crate::logs::format::plain_line("error", &e.to_string())
+    };
+    crate::logs::writer::write(crate::logs::pipe::Output::Stderr, line);
     status
 }
 
