@@ -420,7 +420,18 @@ fn console_formats_leave_the_records_unchanged() {
     let out = trc(
         work.path(),
         fake.dir.path(),
-        &["--log", "journal", "--log-format", "json", "--log-timestamps", "-D", "echo hi", "echo", "cmd-out"],
+        // The async task stays: the trailing command's end is what ends the group (wait_any).
+        &[
+            "--log",
+            "journal",
+            "--log-format",
+            "json",
+            "--log-timestamps",
+            "-D",
+            "echo hi; exec sleep 30",
+            "echo",
+            "cmd-out",
+        ],
     )
     .env("RC_VERBOSE", "true")
     .run();
