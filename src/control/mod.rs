@@ -2,6 +2,7 @@
 //! interface `trcctl` offers over trc, systemd, runit and tmux.
 
 pub mod backend;
+pub mod cli;
 pub mod client;
 pub mod manager;
 pub mod protocol;
