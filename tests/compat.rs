@@ -37,7 +37,7 @@ fn shell_tasks_have_a_process_title_naming_them() {
     // Not `exec`: bash stays the task's leader, with its title.
     std::fs::write(dir.path().join("trc.d/async.web"), "echo $$ > \"$DIR/web.pid\"; sleep 1000; true\n")
         .unwrap();
-    let mut running = Trc::new(dir.path(), ["--wait-policy", "wait_forever"])
+    let running = Trc::new(dir.path(), ["--wait-policy", "wait_forever"])
         .env("DIR", dir.path().to_str().unwrap())
         .spawn();
     let pid_file = dir.path().join("web.pid");

@@ -724,4 +724,48 @@ exec my-daemon
         assert!(err.starts_with("RC_RESTART=\"maybe\": unknown restart policy"), "{err}");
         assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
     }
+
+    /// `man/trc.d.5` is hand-written: each key has its `.TP` entry there, tagged
+    /// `\fBkey:\fR`, that gives its default and its `RC_*` variable; and it documents no key
+    /// that `KEYS` does not have.
+    #[test]
+    fn the_man_page_documents_every_directive() {
+        let page = include_str!("../../man/trc.d.5");
+        let entries: Vec<(&str, &str)> = page
+            .split("\n.TP\n")
+            .skip(1)
+            .filter_map(|entry| {
+                let tag = entry.lines().next()?.strip_prefix("\\fB")?;
+                let (key, _) = tag.split_once(":\\fR")?;
+                Some((key, entry.split("\n.S").next().unwrap_or(entry)))
+            })
+            .collect();
+        for (key, var) in KEYS {
+            let roff_key = key.replace('-', "\\-");
+            let found: Vec<_> = entries.iter().filter(|(k, _)| *k == roff_key).collect();
+            assert_eq!(
+                found.len(),
+                1,
+                "man/trc.d.5: {key}: expected one \".TP\" entry tagged \\fB{roff_key}:\\fR"
+            );
+            let text = found[0].1.replace('\n', " ");
+            assert!(text.contains("Default: "), "man/trc.d.5: {key}: no \"Default: \"");
+            match var {
+                Some(var) => {
+                    let var = format!("Group default: \\fB{var}\\fR");
+                    assert!(text.contains(&var), "man/trc.d.5: {key}: no \"{var}\"");
+                }
+                None => {
+                    assert!(text.contains("No group default"), "man/trc.d.5: {key}: no \"No group default\"")
+                }
+            }
+        }
+        for (key, _) in &entries {
+            let key = key.replace("\\-", "-");
+            assert!(
+                KEYS.iter().any(|(k, _)| *k == key),
+                "man/trc.d.5 documents \"{key}:\", which is not a directive"
+            );
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! machine through ssh.
 
 pub mod backend;
+pub mod cli;
 pub mod client;
 pub mod manager;
 pub mod protocol;
