@@ -417,10 +417,14 @@ fn console_formats_leave_the_records_unchanged() {
     }
     let work = tmp();
     let fake = FakeJournal::new();
+    // The async task stays, and the trailing command ends the group (wait_any) only once the
+    // async task has said its line.
+    let said = work.path().join("said-hi");
+    let async_task = format!("echo hi; touch '{}'; exec sleep 30", said.display());
+    let command = format!("until [ -e '{}' ]; do sleep 0.01; done; echo cmd-out", said.display());
     let out = trc(
         work.path(),
         fake.dir.path(),
-        // The async task stays: the trailing command's end is what ends the group (wait_any).
         &[
             "--log",
             "journal",
@@ -428,9 +432,10 @@ fn console_formats_leave_the_records_unchanged() {
             "json",
             "--log-timestamps",
             "-D",
-            "echo hi; exec sleep 30",
-            "echo",
-            "cmd-out",
+            &async_task,
+            "sh",
+            "-c",
+            &command,
         ],
     )
     .env("RC_VERBOSE", "true")
