@@ -303,24 +303,41 @@ fn the_unhealthy_record_has_priority_4_and_the_task_fields() {
         &["health: check false", "health-interval: 100ms", "health-timeout: 10s", "health-retries: 2"],
         "echo $$ > \"$RC_WORK_DIR/sick.pid\"\nexec sleep 1000",
     );
-    let mut trc = Trc::new(work.path(), ["--log", "journal"]);
+    // A task that has no process yet: its records carry no TRC_TASK_PID (not trc's own).
+    task_file(work.path(), "never", &["ready: file never-there"], "exec sleep 1000");
+    task_file(work.path(), "waiter", &["after: never"], "exec sleep 1000");
+    let mut trc = Trc::new(work.path(), ["--log", "journal", "--verbose"]);
     trc.command().env_remove("JOURNAL_STREAM").env_remove("NO_COLOR");
     common::in_journal_namespace(trc.command(), journal.path());
     let _running = trc.spawn();
 
     let mut seen = Vec::new();
     let until = Instant::now() + DEADLINE;
+    let (mut unhealthy, mut waiting) = (None, None);
     let record = loop {
         let mut buf = vec![0u8; 256 * 1024];
         if let Ok(n) = socket.recv(&mut buf) {
             let record = decode(&buf[..n]);
-            if field(&record, "MESSAGE").is_some_and(|m| m.contains("sick is unhealthy")) {
-                break record;
+            let message = field(&record, "MESSAGE").unwrap_or_default();
+            if message.contains("sick is unhealthy") && unhealthy.is_none() {
+                unhealthy = Some(record);
+            } else if message.contains("Waiting for never to be ready") {
+                waiting = Some(record);
+            } else {
+                seen.push(record);
             }
-            seen.push(record);
+            if let (Some(record), Some(_)) = (&unhealthy, &waiting) {
+                break record.clone();
+            }
         }
-        assert!(Instant::now() < until, "no unhealthy record within {DEADLINE:?}; got:\n{seen:#?}");
+        assert!(
+            Instant::now() < until,
+            "no unhealthy and waiting records within {DEADLINE:?}; got:\n{unhealthy:#?}\n{waiting:#?}\n{seen:#?}"
+        );
     };
+    let waiting = waiting.unwrap();
+    assert_eq!(field(&waiting, "TRC_TASK"), Some("waiter"), "{waiting:?}");
+    assert_eq!(field(&waiting, "TRC_TASK_PID"), None, "{waiting:?}");
     let message = field(&record, "MESSAGE").unwrap();
     assert!(
         message.contains(
@@ -497,6 +514,127 @@ fn trcctl_check_exit_codes() {
     }
     let out = s.ctl(&["check", "--ready", "web", "slow"]);
     assert_eq!(out.code, 0, "the others are fine: {out:?}");
+    // A liveness probe asks only that trc answers.
+    let out = s.ctl(&["check", "--alive"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = s.ctl(&["check", "--alive", "--ready"]);
+    assert_eq!(out.code, 2, "{out:?}");
+
+    // Once trc has stopped it (it waits to restart, or is done for good), trc is dealing
+    // with it: plain check passes, --ready does not.
+    touch(&s.root().join("release"));
+    wait_status(&s, "sick", "stopped", |st| st["state"] != "unhealthy" && st["pid"].is_null());
+    let out = s.ctl(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = s.ctl(&["check", "--ready", "sick"]);
+    assert_eq!(out.code, 1, "{out:?}");
+}
+
+#[test]
+fn trcctl_check_says_69_when_trc_does_not_answer() {
+    let s = Sandbox::new();
+    let work = s.work("app");
+    task_file(&work, "web", &[], "exec sleep 1000");
+    let sup = s.start(&work);
+    wait_running(&s, "web");
+    // Stopped: the kernel still accepts the connection, trc never answers.
+    // SAFETY: kill(2) on our own child trc.
+    assert_eq!(unsafe { libc::kill(sup.pid(), libc::SIGSTOP) }, 0);
+    struct Cont(i32);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on our own child trc.
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let cont = Cont(sup.pid());
+    let started = Instant::now();
+    for args in [&["--timeout", "500ms", "check"][..], &["--timeout", "500ms", "check", "--alive"]] {
+        let out = s.ctl(args);
+        assert_eq!(out.code, 69, "{args:?}: {out:?}");
+        assert!(out.stderr.contains("did not answer within 500ms (--timeout)"), "{out:?}");
+    }
+    assert!(started.elapsed() < DEADLINE, "trcctl hung");
+    drop(cont);
+    let out = s.ctl(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    drop(sup);
+}
+
+// ----- probes: bounded in time, none during teardown ------------------------------------------
+
+#[test]
+fn a_check_command_is_killed_with_its_group_at_its_timeout() {
+    let s = Sandbox::new();
+    let work = s.work("app");
+    // The check leaves a child of its own behind it, and never ends by itself.
+    task_file(
+        &work,
+        "web",
+        &[
+            "health: check sh -c 'sleep 1000 & echo $! > \"$DIR/check.child\"; echo $$ > \"$DIR/check.pid\"; wait'",
+            "health-interval: 100ms",
+            "health-timeout: 300ms",
+            "health-retries: 1",
+            "restart: never",
+        ],
+        "exec sleep 1000",
+    );
+    let mut trc = s.start_trc(s.trc(&work, &[]).env("RC_WAIT_POLICY", "wait_forever"));
+    let line = lines_of(&mut trc).wait_for_line("web is unhealthy: 1 health check failed in a row");
+    assert!(line.contains("no answer within 300ms"), "{line}");
+    let read =
+        |name: &str| -> i32 { std::fs::read_to_string(s.root().join(name)).unwrap().trim().parse().unwrap() };
+    let (check, child) = (read("check.pid"), read("check.child"));
+    wait_until("the check command and its child to be killed", || {
+        !common::process_alive(check) && !common::process_alive(child)
+    });
+}
+
+#[test]
+fn no_probe_runs_during_teardown() {
+    let s = Sandbox::new();
+    let work = s.work("app");
+    // Each health check leaves a line as it begins; the task takes a while to stop.
+    task_file(
+        &work,
+        "web",
+        &["health: check sh -c 'echo >> \"$DIR/checks\"'", "health-interval: 50ms", "stop-timeout: 10s"],
+        "trap 'touch \"$DIR/termed\"; sleep 1; exit 0' TERM\nsleep 1000 & wait",
+    );
+    let mut trc = s.start(&work);
+    wait_until("3 health checks", || count(s.root(), "checks") >= 3);
+    lines_of(&mut trc).signal(libc::SIGTERM);
+    wait_until("web to get its stop signal", || s.root().join("termed").exists());
+    let at_stop = count(s.root(), "checks");
+    let status = trc.terminate();
+    assert!(status.is_some(), "trc did not exit");
+    // One check started before the teardown may still have left its line; no more.
+    let after = count(s.root(), "checks");
+    assert!(after <= at_stop + 1, "checks ran during teardown: {at_stop} then {after}");
+}
+
+#[test]
+fn an_http_probe_gives_up_on_a_server_that_never_answers() {
+    let s = Sandbox::new();
+    let work = s.work("app");
+    // Accepts connections (the kernel's backlog) and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let health = format!("health: http http://127.0.0.1:{port}/healthz");
+    task_file(
+        &work,
+        "web",
+        &[&health, "health-interval: 100ms", "health-timeout: 300ms", "health-retries: 1", "restart: never"],
+        "exec sleep 1000",
+    );
+    let mut trc = s.start_trc(s.trc(&work, &[]).env("RC_WAIT_POLICY", "wait_forever"));
+    let line = lines_of(&mut trc).wait_for_line("web is unhealthy: 1 health check failed in a row");
+    assert!(
+        line.contains(&format!("(http http://127.0.0.1:{port}/healthz: no answer within 300ms)")),
+        "{line}"
+    );
+    drop(listener);
 }
 
 /// Creates its file when dropped.

@@ -167,8 +167,7 @@ fn a_start_not_ready_in_time_fails_and_the_restart_policy_decides() {
     // The dependent never ran: finished with the status of its dependency (143: TERM).
     assert!(!all.contains("must not run"), "{all}");
     assert!(
-        out.stderr
-            .contains("after does not start: slow, which it starts after, has finished without being ready"),
+        out.stderr.contains("after does not start: slow, which it starts after, has given up (exitcode=143)"),
         "{all}"
     );
     assert_eq!(out.code(), 143, "{all}");
@@ -292,6 +291,11 @@ fn trc_is_ready_once_every_async_task_is_and_a_task_s_own_status_shows() {
         ("starting", &serde_json::json!(false)),
         "{slow}"
     );
+    // The plain status shows it too, below the task's row.
+    let plain = sb.ctl(&["status", "slow"]);
+    assert_eq!(plain.code, 0, "{plain:?}");
+    assert!(plain.stdout.contains("\n  ready: no\n"), "{plain:?}");
+    assert!(plain.stdout.contains("\n  status: warming up\n"), "{plain:?}");
     let quick = sb.status("quick").unwrap();
     assert_eq!(
         (str_of(&quick["state"]).as_str(), &quick["ready"]),
@@ -334,10 +338,15 @@ fn a_dependent_waits_while_its_dependency_restarts_and_trcctl_says_so() {
     task(
         &work,
         "async.db",
-        &["ready: file db.ready"],
+        &["ready: file db.ready", "restart: always", "restart-delay: 100ms"],
         "while ! test -e \"$DIR/go\"; do sleep 0.05; done; touch db.ready; exec sleep 30",
     );
-    task(&work, "async.web", &["after: db"], "echo web up; exec sleep 30");
+    task(
+        &work,
+        "async.web",
+        &["after: db", "restart: always", "restart-delay: 100ms"],
+        "echo web up; exec sleep 30",
+    );
     // trc's cwd is the sandbox root: the relative `db.ready` is found there.
     let trc: Trc = sb.trc(&work, &[]).env("RC_WAIT_POLICY", "wait_forever");
     let _sup = sb.start_trc(trc);
@@ -349,8 +358,144 @@ fn a_dependent_waits_while_its_dependency_restarts_and_trcctl_says_so() {
     assert_eq!(check.code, 1, "{check:?}");
     assert!(check.stderr.contains("web: waiting for db to be ready"), "{check:?}");
     assert!(check.stderr.contains("db: starting, not ready yet (file db.ready)"), "{check:?}");
+    // Held back, it has not been started yet; the plain status says what it waits for.
+    assert_eq!(sb.status("web").unwrap()["starts"], 0);
+    let plain = sb.ctl(&["status", "web"]);
+    assert!(plain.stdout.contains("  waiting for: db to be ready"), "{plain:?}");
     std::fs::write(sb.root().join("go"), "").unwrap();
     wait_until("web to run", || sb.status("web").is_some_and(|s| s["state"] == "running"));
+    assert_eq!(sb.status("web").unwrap()["starts"], 1);
     let check = sb.ctl(&["check", "--ready"]);
     assert_eq!(check.code, 0, "{check:?}");
+
+    // db restarts and is not ready for a while; web crashes meanwhile: it waits for db again,
+    // and comes back once db is ready.
+    std::fs::remove_file(sb.root().join("go")).unwrap();
+    std::fs::remove_file(sb.root().join("db.ready")).unwrap();
+    let kill = |task: &str| {
+        let pid = int_of(&sb.status(task).unwrap()["pid"]);
+        // SAFETY: kill(2) on a task's process; no memory involved.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {task}");
+    };
+    kill("db");
+    wait_until("db to start again", || {
+        sb.status("db").is_some_and(|s| s["state"] == "starting" && s["starts"] == 2)
+    });
+    kill("web");
+    wait_until("web to wait for db again", || {
+        sb.status("web")
+            .is_some_and(|s| s["state"] == "pending" && s["waiting_for"] == serde_json::json!(["db"]))
+    });
+    assert_eq!(sb.status("web").unwrap()["starts"], 1, "a start held back is not counted");
+    std::fs::write(sb.root().join("go"), "").unwrap();
+    wait_until("web to run again", || {
+        sb.status("web").is_some_and(|s| s["state"] == "running" && s["starts"] == 2)
+    });
+}
+
+#[test]
+fn a_completed_one_shot_lets_its_dependent_restart_and_a_failed_one_does_not() {
+    // A migration that completes (status 0) before the server: the server's restarts do
+    // not wait for it again, nor are they refused.
+    let sb = Sandbox::new();
+    let work = sb.work("w");
+    task(&work, "async.migrate", &["ready: log ^migrated$"], "echo migrated; sleep 0.2; exit 0");
+    task(
+        &work,
+        "async.web",
+        &["after: migrate", "restart: on-failure", "restart-delay: 50ms"],
+        "echo run >> \"$DIR/runs\"; test \"$(wc -l < \"$DIR/runs\")\" -ge 3 || exit 1; echo web done",
+    );
+    let out = sb.trc(&work, &["--wait-policy", "wait_all"]).run();
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code(), 0, "{all}");
+    assert!(all.contains("web: web done"), "{all}");
+    assert!(!all.contains("does not start"), "{all}");
+    let runs = std::fs::read_to_string(sb.root().join("runs")).unwrap();
+    assert_eq!(runs.lines().count(), 3, "{all}");
+
+    // A dependency that fails for good (exit 3 under `restart: never`) before it is ready.
+    let sb = Sandbox::new();
+    let work = sb.work("w");
+    task(&work, "async.db", &["ready: file never-there"], "exit 3");
+    task(&work, "async.web", &["after: db"], "echo must not run");
+    let out = sb.trc(&work, &["--wait-policy", "wait_all"]).run();
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(!all.contains("must not run"), "{all}");
+    assert!(
+        out.stderr
+            .contains("web does not start: db, which it starts after, has finished for good (exitcode=3)"),
+        "{all}"
+    );
+    assert_eq!(out.code(), 3, "{all}");
+}
+
+#[test]
+fn reload_refuses_a_cycle_or_an_unknown_name_and_changes_nothing() {
+    let sb = Sandbox::new();
+    let work = sb.work("w");
+    task(&work, "async.web", &[], "exec sleep 30");
+    let trc: Trc = sb.trc(&work, &[]).env("RC_WAIT_POLICY", "wait_forever");
+    let _sup = sb.start_trc(trc);
+    wait_until("web to run", || sb.status("web").is_some_and(|s| s["state"] == "running"));
+    let pid = sb.status("web").unwrap()["pid"].clone();
+    for (files, expected) in [
+        (vec![("async.x", "after: y"), ("async.y", "after: x")], "a dependency cycle: x -> y -> x"),
+        (vec![("async.x", "after: nope")], "\"after:\" names an unknown task \"nope\""),
+    ] {
+        for (file, directive) in &files {
+            task(&work, file, &[directive], "exec sleep 30");
+        }
+        let out = sb.ctl(&["reload"]);
+        assert_eq!(out.code, 1, "{expected}: {out:?}");
+        assert!(out.stderr.contains(expected), "{expected}: {out:?}");
+        let names: Vec<String> = sb.list(&[]).into_iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["web"], "{expected}: reload added tasks");
+        assert_eq!(sb.status("web").unwrap()["pid"], pid, "{expected}: web was restarted");
+        for (file, _) in &files {
+            std::fs::remove_file(work.join("trc.d").join(file)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn trc_s_status_counts_an_unhealthy_task() {
+    let sb = Sandbox::new();
+    let work = sb.work("w");
+    let mut manager = Manager::new();
+    // Unhealthy at its first check; it then takes its time to stop (until $DIR/release).
+    task(
+        &work,
+        "async.sick",
+        &["health: check false", "health-interval: 50ms", "health-retries: 1", "stop-timeout: 10min"],
+        "trap 'touch \"$DIR/termed\"' TERM\nwhile [ ! -e \"$DIR/release\" ]; do sleep 0.05 || :; done",
+    );
+    task(&work, "async.quick", &[], "exec sleep 30");
+    let sup = sb.start_trc(
+        sb.trc(&work, &[]).env("RC_WAIT_POLICY", "wait_forever").env("NOTIFY_SOCKET", &manager.path),
+    );
+    struct Release(std::path::PathBuf);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let _ = std::fs::write(&self.0, "");
+        }
+    }
+    let _release = Release(sb.root().join("release"));
+    let until = Instant::now() + DEADLINE;
+    loop {
+        manager.take();
+        let status =
+            manager.seen.iter().filter_map(|m| m.lines().find_map(|l| l.strip_prefix("STATUS="))).last();
+        if status.is_some_and(|s| s.contains("; 1 ready, 1 unhealthy")) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no STATUS= with 1 unhealthy within {DEADLINE:?}: {:?}",
+            manager.seen
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let sick end, then trc (`sup`, dropped after `_release`).
+    let _ = &sup;
 }

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         manager: given("manager").then(|| manager_name(cli.manager)),
         instance: cli.instance.clone().filter(|_| given("instance")),
         user: cli.user,
+        timeout: given("timeout").then(|| humantime::format_duration(cli.timeout).to_string()),
         trcctl: cli.remote_trcctl.clone(),
         ..RemoteOptions::default()
     };
@@ -78,7 +79,7 @@ fn run(cli: Cli, mut remote_options: RemoteOptions) -> Result<(), Failure> {
     if let Verb::Instances = cli.verb {
         let infos = match &remote {
             Some(remote) => remote.instances()?,
-            None => control::client::instances().into_iter().map(|i| i.info).collect(),
+            None => control::client::instances(Some(cli.timeout)).into_iter().map(|i| i.info).collect(),
         };
         if cli.json {
             print_json(&infos);
@@ -89,21 +90,21 @@ fn run(cli: Cli, mut remote_options: RemoteOptions) -> Result<(), Failure> {
     }
     let mut manager: Box<dyn control::manager::Manager> = match remote {
         Some(remote) => {
-            if let Verb::Check { ready, names } = &cli.verb {
-                let report = remote.check(*ready, names)?;
-                return judge_check(report, *ready, cli.json);
+            if let Verb::Check { ready, alive, names } = &cli.verb {
+                let report = remote.check(*ready, *alive, names)?;
+                return judge_check(report, *ready, *alive, cli.json);
             }
             Box::new(remote)
         }
         None => {
             let instance = match cli.instance.clone() {
                 Some(name) => Some(name),
-                None => choose_instance(cli.manager)?,
+                None => choose_instance(cli.manager, cli.timeout)?,
             };
-            if let Verb::Check { ready, names } = &cli.verb {
-                return check(instance.as_deref(), *ready, names, cli.json);
+            if let Verb::Check { ready, alive, names } = &cli.verb {
+                return check(instance.as_deref(), cli.timeout, (*ready, *alive), names, cli.json);
             }
-            let options = control::Options { instance, user: cli.user };
+            let options = control::Options { instance, user: cli.user, timeout: Some(cli.timeout) };
             let manager = control::open(cli.manager, &options)?;
             if cli.manager == ManagerKind::Auto && manager.kind() == "tmux" {
                 // Say which manager `auto` picked when it is the fallback: an empty table is
@@ -188,8 +189,15 @@ fn run(cli: Cli, mut remote_options: RemoteOptions) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `check`: always asks trc (whatever `--manager` says): 0 pass, 1 fail, 69 no trc.
-fn check(instance: Option<&str>, ready: bool, names: &[String], json: bool) -> Result<(), Failure> {
+/// `check`: always asks trc (whatever `--manager` says): 0 pass, 1 fail, 69 no trc (or none
+/// that answers within `timeout`).
+fn check(
+    instance: Option<&str>,
+    timeout: std::time::Duration,
+    (ready, alive): (bool, bool),
+    names: &[String],
+    json: bool,
+) -> Result<(), Failure> {
     use trc::control::protocol::Command;
     let Some(instance) = instance else {
         return Err(Failure::Manager(ManagerError::Unavailable(format!(
@@ -197,14 +205,15 @@ fn check(instance: Option<&str>, ready: bool, names: &[String], json: bool) -> R
             trc::runtime_dir::base_dirs_text()
         ))));
     };
-    let trc = control::client::Trc::named(instance)?;
+    let trc = control::client::Trc::named(instance)?.timeout(Some(timeout));
     let reply = trc.call(Command::Check { tasks: names.to_vec() })?;
-    judge_check(reply.check.unwrap_or_default(), ready, json)
+    judge_check(reply.check.unwrap_or_default(), ready, alive, json)
 }
 
-/// A check's report: 0 when it passes, else each problem on stderr and 1.
-fn judge_check(report: CheckReport, ready: bool, json: bool) -> Result<(), Failure> {
-    let mut problems = report.unhealthy.clone();
+/// A check's report: 0 when it passes, else each problem on stderr and 1. With `alive`, trc
+/// answered: that is all a liveness probe asks.
+fn judge_check(report: CheckReport, ready: bool, alive: bool, json: bool) -> Result<(), Failure> {
+    let mut problems = if alive { Vec::new() } else { report.unhealthy.clone() };
     if ready {
         problems.extend(report.not_ready.iter().filter(|p| !report.unhealthy.contains(p)).cloned());
     }
@@ -230,11 +239,19 @@ fn judge_check(report: CheckReport, ready: bool, json: bool) -> Result<(), Failu
 
 /// Without `--instance`: the only running trc; when several run, ask (on a terminal) or say
 /// which there are. `None` when none runs (then `auto` looks at the other managers).
-fn choose_instance(kind: ManagerKind) -> Result<Option<String>, Failure> {
+fn choose_instance(kind: ManagerKind, timeout: std::time::Duration) -> Result<Option<String>, Failure> {
     if !matches!(kind, ManagerKind::Auto | ManagerKind::Trc) {
         return Ok(None);
     }
-    let found = control::client::instances();
+    let found = control::client::instances(Some(timeout));
+    if found.is_empty() {
+        // The only one that runs, answering or not: its verb says that it does not answer
+        // (a stopped trc is not "none is running").
+        let running = control::client::running_dirs();
+        if let [dir] = &running[..] {
+            return Ok(Some(dir.to_string_lossy().into_owned()));
+        }
+    }
     if found.len() <= 1 {
         return Ok(found.into_iter().next().map(|i| i.dir.to_string_lossy().into_owned()));
     }
@@ -293,6 +310,45 @@ fn show_task(task: &TaskInfo, json: bool) {
         print_json(task);
     } else {
         print_tasks(std::slice::from_ref(task));
+        print_details(task);
+    }
+}
+
+/// Below one task's row: what the table has no column for (readiness, health, why trc
+/// stopped it, what it waits for, its own `STATUS=`), a line each, when there is something.
+fn print_details(task: &TaskInfo) {
+    let mut details: Vec<(&str, String)> = Vec::new();
+    if !task.waiting_for.is_empty() {
+        details.push(("waiting for", format!("{} to be ready", task.waiting_for.join(", "))));
+    }
+    if task.state == "starting" || task.state == "running" {
+        details.push(("ready", if task.ready { "yes" } else { "no" }.to_owned()));
+    }
+    if let Some(health) = &task.health {
+        details.push(("health", health.clone()));
+    }
+    if let Some(reason) = &task.reason {
+        details.push(("reason", reason_text(reason).to_owned()));
+    }
+    if let Some(problem) = &task.probe_problem {
+        details.push(("last probe", problem.clone()));
+    }
+    if let Some(status) = &task.notify_status {
+        details.push(("status", status.clone()));
+    }
+    for (what, text) in details {
+        println!("  {what}: {text}");
+    }
+}
+
+/// The words for a task's `reason`.
+fn reason_text(reason: &str) -> &str {
+    match reason {
+        "ready-timeout" => "ready-timeout (not ready in time)",
+        "unhealthy" => "unhealthy (failed its health checks)",
+        "watchdog" => "watchdog (no WATCHDOG=1 in time)",
+        "dependency" => "dependency (never started: a task it starts after failed for good)",
+        other => other,
     }
 }
 

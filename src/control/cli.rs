@@ -45,6 +45,10 @@ pub struct Cli {
     #[arg(long, env = "TRCCTL_REMOTE", value_name = "PATH", default_value = super::remote::DEFAULT_TRCCTL)]
     pub remote_trcctl: String,
 
+    /// How long to wait for a trc's answer (then: 69); humantime, e.g. 500ms, 10s
+    #[arg(long, env = "TRCCTL_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+
     #[command(subcommand)]
     pub verb: Verb,
 }
@@ -83,11 +87,15 @@ pub enum Verb {
     Instances,
     /// A probe for Kubernetes or Docker: exit 0 when trc answers and none of the tasks is
     /// unhealthy (with --ready: and each is ready), 1 when not (why on stderr), 69 when no
-    /// trc answers
+    /// trc answers (within --timeout)
     Check {
         /// Also require every task to be ready (a readiness probe)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "alive")]
         ready: bool,
+        /// Only require that trc answers, whatever its tasks do (a liveness probe: trc
+        /// restarts its tasks itself)
+        #[arg(long, conflicts_with = "names")]
+        alive: bool,
         /// The tasks to check (default: every async task)
         names: Vec<String>,
     },
@@ -126,5 +134,14 @@ pub fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("\"{text}\" is not K=V")),
+    }
+}
+
+/// `--timeout`: a humantime duration above zero.
+pub fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be above zero".to_owned()),
+        Err(e) => Err(format!("\"{text}\": {e}")),
     }
 }

@@ -8,10 +8,17 @@ use nix::sys::signal::Signal;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long trcctl waits for trc's answer by default (`--timeout`): trc answers in
+/// milliseconds, also under load; one that does not answer in this time is stuck (stopped,
+/// or its loop blocked) and counts as not reachable (69).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running trc, reached through its control socket.
 pub struct Trc {
     socket: PathBuf,
+    timeout: Duration,
 }
 
 /// A running instance found in the runtime base dir.
@@ -24,7 +31,13 @@ pub struct Instance {
 impl Trc {
     /// The trc whose runtime dir is `dir`.
     pub fn at(dir: &Path) -> Trc {
-        Trc { socket: dir.join(SOCKET_FILE) }
+        Trc { socket: dir.join(SOCKET_FILE), timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// Waits this long for its answers (none: the default).
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Trc {
+        self.timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
+        self
     }
 
     /// The instance `name` (a name in the runtime base dir, or a path to a runtime dir or to
@@ -76,6 +89,20 @@ impl Trc {
             ManagerError::Unavailable(format!("cannot reach trc at {}: {e}", self.socket.display()))
         };
         let mut stream = UnixStream::connect(&self.socket).map_err(unavailable)?;
+        // A trc that is stopped (SIGSTOP) or stuck accepts the connection (the kernel does)
+        // but never answers: a probe must not hang on it.
+        stream.set_read_timeout(Some(self.timeout)).map_err(unavailable)?;
+        stream.set_write_timeout(Some(self.timeout)).map_err(unavailable)?;
+        let timed_out = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                ManagerError::Unavailable(format!(
+                    "trc at {} did not answer within {} (--timeout)",
+                    self.socket.display(),
+                    humantime::format_duration(self.timeout)
+                ))
+            }
+            _ => unavailable(e),
+        };
         let mut line =
             serde_json::to_vec(&Request::new(command)).map_err(|e| ManagerError::Refused(e.to_string()))?;
         line.push(b'\n');
@@ -85,7 +112,7 @@ impl Trc {
         let mut text = String::new();
         match (reader.read_line(&mut text), written) {
             (Ok(n), _) if n > 0 => {}
-            (_, Err(e)) | (Err(e), _) => return Err(unavailable(e)),
+            (_, Err(e)) | (Err(e), _) => return Err(timed_out(e)),
             (Ok(_), Ok(())) => {}
         }
         if text.is_empty() {
@@ -97,6 +124,8 @@ impl Trc {
         if !reply.ok {
             return Err(ManagerError::Refused(reply.error.unwrap_or_else(|| "refused".to_owned())));
         }
+        // What follows the reply (`logs -f`) comes when it comes.
+        reader.get_ref().set_read_timeout(None).map_err(unavailable)?;
         Ok((reader, reply))
     }
 
@@ -113,17 +142,25 @@ fn missing(field: &str) -> ManagerError {
     ManagerError::Unavailable(format!("trc's reply has no \"{field}\""))
 }
 
-/// Every running instance of this user (root: the system's), with what it says about itself.
-pub fn instances() -> Vec<Instance> {
-    let mut found: Vec<Instance> = runtime_dir::lookup_dirs()
+/// Every running instance of this user (root: the system's), with what it says about itself
+/// (one that does not answer within `timeout` is left out).
+pub fn instances(timeout: Option<Duration>) -> Vec<Instance> {
+    let mut found: Vec<Instance> = running_dirs()
+        .into_iter()
+        .filter_map(|dir| Trc::at(&dir).timeout(timeout).info().ok().map(|info| Instance { dir, info }))
+        .collect();
+    found.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+    found
+}
+
+/// The runtime dirs of the instances that run (answering or not).
+pub fn running_dirs() -> Vec<PathBuf> {
+    runtime_dir::lookup_dirs()
         .into_iter()
         .filter_map(|base| std::fs::read_dir(base).ok())
         .flat_map(|entries| entries.flatten().map(|e| e.path()))
         .filter(|dir| runtime_dir::is_running(dir))
-        .filter_map(|dir| Trc::at(&dir).info().ok().map(|info| Instance { dir, info }))
-        .collect();
-    found.sort_by(|a, b| a.info.name.cmp(&b.info.name));
-    found
+        .collect()
 }
 
 impl Manager for Trc {

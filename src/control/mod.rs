@@ -35,13 +35,15 @@ pub struct Options {
     pub instance: Option<String>,
     /// systemd: user units.
     pub user: bool,
+    /// trc: how long to wait for its answer (none: [`client::DEFAULT_TIMEOUT`]).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Opens the manager `kind`; a forced one that is not available is `Unavailable`.
 pub fn open(kind: ManagerKind, options: &Options) -> Result<Box<dyn Manager>, ManagerError> {
     match kind {
         ManagerKind::Trc => match &options.instance {
-            Some(name) => Ok(Box::new(client::Trc::named(name)?)),
+            Some(name) => Ok(Box::new(client::Trc::named(name)?.timeout(options.timeout))),
             None => Err(ManagerError::Unavailable(format!(
                 "no trc instance is running (looked in {})",
                 crate::runtime_dir::base_dirs_text()
@@ -54,7 +56,7 @@ pub fn open(kind: ManagerKind, options: &Options) -> Result<Box<dyn Manager>, Ma
             // trc when one answers (the caller found its instance), then systemd as PID 1,
             // then a running runsvdir, else tmux.
             if let Some(name) = &options.instance {
-                return Ok(Box::new(client::Trc::named(name)?));
+                return Ok(Box::new(client::Trc::named(name)?.timeout(options.timeout)));
             }
             if let Ok(systemd) = systemd::Systemd::detect(options.user) {
                 return Ok(Box::new(systemd));

@@ -92,6 +92,8 @@ pub struct RemoteOptions {
     pub instance: Option<String>,
     /// `--user` for the remote trcctl.
     pub user: bool,
+    /// `--timeout` for the remote trcctl (none: its own default).
+    pub timeout: Option<String>,
 }
 
 impl Default for RemoteOptions {
@@ -102,6 +104,7 @@ impl Default for RemoteOptions {
             manager: None,
             instance: None,
             user: false,
+            timeout: None,
         }
     }
 }
@@ -156,6 +159,9 @@ impl Remote {
         }
         if self.options.user {
             words.push("--user".to_owned());
+        }
+        if let Some(timeout) = &self.options.timeout {
+            words.push(format!("--timeout={timeout}"));
         }
         words.extend(args.iter().cloned());
         let quoted: Vec<String> = words
@@ -294,10 +300,13 @@ impl Remote {
 
     /// `trcctl check` on the target: its report, whether it passed or not (the caller judges
     /// it as for a local check). A remote status other than 0 and 1 is an error.
-    pub fn check(&self, ready: bool, names: &[String]) -> Result<CheckReport> {
+    pub fn check(&self, ready: bool, alive: bool, names: &[String]) -> Result<CheckReport> {
         let mut args = vec!["check".to_owned()];
         if ready {
             args.push("--ready".to_owned());
+        }
+        if alive {
+            args.push("--alive".to_owned());
         }
         args.push("--".to_owned());
         args.extend(names.iter().cloned());

@@ -184,7 +184,9 @@ impl<S: Subscriber> Layer<S> for Console {
                 Level::INFO => journal::PRIORITY_INFO,
                 _ => journal::PRIORITY_DEBUG,
             };
-            let pid = fields.task_pid.unwrap_or(pid).to_string();
+            // A task's pid only when the record names one (not trc's own, for a task that
+            // has no process yet).
+            let task_pid = fields.task_pid.or(fields.pid).map(|p| p.to_string());
             let priority = [b'0' + priority];
             let mut record: Vec<(&str, &[u8])> = vec![
                 ("MESSAGE", line.trim_end().as_bytes()),
@@ -194,7 +196,9 @@ impl<S: Subscriber> Layer<S> for Console {
             if let Some(task) = &fields.task {
                 record.push(("TRC_TASK", task.as_bytes()));
                 record.push(("TRC_STAGE", stage.as_bytes()));
-                record.push(("TRC_TASK_PID", pid.as_bytes()));
+                if let Some(pid) = &task_pid {
+                    record.push(("TRC_TASK_PID", pid.as_bytes()));
+                }
             }
             // On the console instead if journald turns out to be gone.
             let instead = json.unwrap_or_else(|| line.clone().into_bytes());

@@ -213,7 +213,7 @@ impl Supervisor {
             },
             pid: task.pid().map(|p| p.as_raw()),
             since_secs: task.since.map(|t| (now - t).as_secs_f64()),
-            starts: task.machine.starts,
+            starts: task.launches,
             last_status: task.last_status,
             command: task.label.clone(),
             ready: matches!(task.state(), super::machine::State::Running { .. }),
@@ -250,15 +250,18 @@ impl Supervisor {
         for id in ids {
             let task = &self.tasks[id];
             let problem = self.probing.get(&id).and_then(|p| p.last_problem.clone());
-            if self.health_word(id) == Some("unhealthy") {
+            // Unhealthy while trc stops it for that (the state `unhealthy`); once stopped,
+            // trc is dealing with it (restart policy), and `--ready` still says it is not up.
+            if task.state_word() == "unhealthy" {
                 let why = problem.clone().unwrap_or_else(|| "unhealthy".to_owned());
                 report.unhealthy.push(format!("{}: unhealthy: {why}", task.name));
             }
             let exempt = names.is_empty()
-                && matches!(
-                    task.state(),
-                    super::machine::State::Finished { status: 0 } | super::machine::State::Stopped { .. }
-                );
+                && match task.state() {
+                    super::machine::State::Stopped { .. } => true,
+                    super::machine::State::Finished { status } => task.completed(status),
+                    _ => false,
+                };
             if !exempt {
                 if let Some(why) = self.readiness_problem(id) {
                     report.not_ready.push(format!("{}: {why}", task.name));

@@ -1,7 +1,8 @@
 //! Dependencies between tasks (`after:`): a start of a task whose dependencies are not all
 //! ready waits (the machine asked for a spawn; the supervisor holds it back) until they are;
-//! a dependency that finished for good makes the dependent finish without running
-//! (`DependencyFailed`, with that dependency's status, 1 for 0). Teardown goes in reverse:
+//! a dependency that completed (finished with a success status, a one-shot) counts as ready;
+//! one that finished for good otherwise, or gave up, makes the dependent finish without
+//! running (`DependencyFailed`, with that dependency's status, 1 for 0). Teardown goes in reverse:
 //! a task gets its stop signal only once every task that depends on it has stopped.
 
 use super::machine::{Input, State, Wanted};
@@ -14,10 +15,11 @@ use tracing::{error, info};
 enum Deps {
     Ready,
     Waiting(Vec<String>),
-    /// This one finished for good without being ready.
+    /// This one finished for good (not a completed one-shot) or gave up.
     Failed {
         name: String,
         status: i32,
+        gave_up: bool,
     },
 }
 
@@ -34,8 +36,14 @@ impl Supervisor {
                 .map(|(_, t)| t);
             match dep.map(|t| t.state()) {
                 Some(State::Running { .. }) => {}
-                Some(State::Finished { status } | State::GaveUp { status }) => {
-                    return Deps::Failed { name: name.clone(), status }
+                // A one-shot that completed (a migration before a server): done is as good as
+                // ready, for every start of its dependents.
+                Some(State::Finished { status }) if dep.is_some_and(|t| t.completed(status)) => {}
+                Some(State::Finished { status }) => {
+                    return Deps::Failed { name: name.clone(), status, gave_up: false }
+                }
+                Some(State::GaveUp { status }) => {
+                    return Deps::Failed { name: name.clone(), status, gave_up: true }
                 }
                 _ => waiting.push(name.clone()),
             }
@@ -77,24 +85,25 @@ impl Supervisor {
                 self.probing.entry(id).or_default().waiting_for = names;
                 true
             }
-            Deps::Failed { name, status } => {
+            Deps::Failed { name, status, gave_up } => {
                 self.blocked.retain(|&b| b != id);
-                self.dependency_failed(id, &name, status);
+                self.dependency_failed(id, &name, status, gave_up);
                 true
             }
         }
     }
 
-    fn dependency_failed(&mut self, id: TaskId, name: &str, status: i32) {
+    fn dependency_failed(&mut self, id: TaskId, name: &str, status: i32, gave_up: bool) {
         let task = &self.tasks[id];
-        let status = if status == 0 { 1 } else { status };
+        let how = if gave_up { "has given up" } else { "has finished for good" };
         error!(
             ns = task.stage.ns(),
             task = task.name.as_str(),
-            "{} does not start: {name}, which it starts after, has finished without being ready (exitcode={status}): {}",
+            "{} does not start: {name}, which it starts after, {how} (exitcode={status}): {}",
             task.name,
             task.label
         );
+        let status = if status == 0 { 1 } else { status };
         if let Some(p) = self.probing.get_mut(&id) {
             p.waiting_for.clear();
         }
@@ -126,9 +135,9 @@ impl Supervisor {
                     self.launch(id);
                 }
                 Deps::Waiting(names) => self.probing.entry(id).or_default().waiting_for = names,
-                Deps::Failed { name, status } => {
+                Deps::Failed { name, status, gave_up } => {
                     self.blocked.retain(|&b| b != id);
-                    self.dependency_failed(id, &name, status);
+                    self.dependency_failed(id, &name, status, gave_up);
                 }
             }
         }

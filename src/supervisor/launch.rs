@@ -82,6 +82,7 @@ impl Supervisor {
             self.wake_waiters(id, control::Want::Up);
             return;
         }
+        self.tasks[id].launches += 1;
         self.set_up_logs(id);
         let save_to = (self.tasks[id].stage == Stage::Boot).then(|| self.boot_save_path(id));
         let prepared = self.prepare_context(id);

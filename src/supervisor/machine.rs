@@ -124,7 +124,8 @@ pub enum Failure {
     Unhealthy,
     /// No `WATCHDOG=1` within its `watchdog:` time (or `WATCHDOG=trigger`).
     Watchdog,
-    /// A task of its `after:` finished for good without being ready: it never started.
+    /// A task of its `after:` failed for good (finished, not a completed one-shot, or gave
+    /// up): it never started.
     Dependency,
 }
 

@@ -650,10 +650,11 @@ impl Supervisor {
         self.group.phase == super::group::Phase::Running
             && self.group.draining.is_none()
             && self.tasks.iter().filter(|(_, t)| t.stage == Stage::Async && !t.is_removed()).all(|(_, t)| {
-                matches!(
-                    t.state(),
-                    State::Running { .. } | State::Finished { status: 0 } | State::Stopped { .. }
-                )
+                match t.state() {
+                    State::Running { .. } | State::Stopped { .. } => true,
+                    State::Finished { status } => t.completed(status),
+                    _ => false,
+                }
             })
     }
 

@@ -44,6 +44,9 @@ pub struct Task {
     pub exec_report: Option<ExecReport>,
     /// Its current process is trc's bash running a shell task.
     pub runs_bash: bool,
+    /// How many times it was launched (spawned, or tried and failed): `trcctl`'s STARTS. The
+    /// machine's own count also has the starts held back by dependencies.
+    pub launches: u64,
 }
 
 impl Task {
@@ -65,6 +68,7 @@ impl Task {
             since: None,
             exec_report: None,
             runs_bash: false,
+            launches: 0,
         }
     }
 
@@ -90,6 +94,12 @@ impl Task {
             Source::File { .. } | Source::Argv(_) => false,
             Source::Command(_) => true,
         }
+    }
+
+    /// Finished with `status` counts as having done its job (a one-shot that completed): a
+    /// success status (0 or `success-exit-status`), not a stop by trc for a failure.
+    pub fn completed(&self, status: i32) -> bool {
+        self.machine.failure.is_none() && self.settings().is_success(status)
     }
 
     /// It has a process (running or stopping).
