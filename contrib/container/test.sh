@@ -272,7 +272,10 @@ awk '$5 == "/" {print $6}' "/proc/$kpid/mountinfo" | grep -q '^ro' || fail "the 
 awk '$5 == "/run/trc"' "/proc/$kpid/mountinfo" | grep -q . || fail "no emptyDir mounted on /run/trc in the pod"
 grep -q '^CapEff:	0000000000000000$' "/proc/$kpid/status" || fail "trc has capabilities in the pod (drop: [ALL])"
 grep -q '^NoNewPrivs:	1$' "/proc/$kpid/status" || fail "no_new_privs is not set in the pod (allowPrivilegeEscalation: false)"
-pm exec "$pod_ctr" /usr/bin/trcctl check >/dev/null || fail "the liveness probe (trcctl check) fails in the pod"
+grep -q 'command: \[/usr/bin/trcctl, --timeout, 4s, check, --alive\]' "$tmp/deployment.yaml" ||
+    fail "the manifest's liveness probe is not trcctl --timeout 4s check --alive"
+pm exec "$pod_ctr" /usr/bin/trcctl --timeout 4s check --alive >/dev/null ||
+    fail "the liveness probe (trcctl check --alive) fails in the pod"
 ok "the pod runs: trc is PID 1 as $uid, no capabilities, no_new_privs, read-only root, emptyDir on /run/trc, the probes' commands pass"
 
 # The manifest's RC_STOP_DELAY: on SIGTERM, not ready at once, the tasks stopped only after it.
@@ -305,8 +308,8 @@ while kill -0 "$stopper" 2>/dev/null; do
 done
 [ -n "$drained" ] || fail "trcctl check --ready never said 'stopping soon' during the stop delay: $out"
 ok "draining: trcctl check --ready exits 1, $drained"
-ns_trcctl check || fail "the liveness probe (trcctl check) fails while trc drains"
-ok "draining: trcctl check (liveness) still exits 0"
+ns_trcctl --timeout 4s check --alive || fail "the liveness probe (trcctl check --alive) fails while trc drains"
+ok "draining: trcctl check --alive (liveness) still exits 0"
 wait "$stopper" || fail "podman pod stop failed"
 elapsed=$(($(now_ms) - t0))
 status=$(pm inspect -f '{{.State.ExitCode}}' "$pod_ctr")
