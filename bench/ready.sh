@@ -6,7 +6,8 @@
 # (built here with cc), run as the `#!` interpreter of their task file, so that the kernel execs
 # it directly for both tools and no shell start-up is inside the measured time:
 #   a: sleeps 20 ms (DELAY_US), reads CLOCK_MONOTONIC, then at once signals readiness: a newline
-#      on fd 3, or the line "ready" on its stdout; then reports that time and waits to be stopped
+#      on fd 3, the line "ready" on its stdout, or one sd_notify datagram "READY=1" on
+#      $NOTIFY_SOCKET; then reports that time and waits to be stopped
 #   b: reads CLOCK_MONOTONIC as the first thing in main(), reports it and exits
 # Each run's sample is b's time minus a's: from a's readiness write to b's first instruction.
 #
@@ -17,14 +18,15 @@
 #        so b is waiting before a is ready, as a dependent in s6 is. The group is stopped with
 #        SIGTERM to s6-svscan (as `s6-svscanctl -t`).
 #   trc: `trc -w DIR --wait-policy wait_any`, a fresh trc per run, with DIR/trc.d/async.a (a's
-#        file with `# ready: fd 3`, or `# ready: log ^ready$`, in its header block) and
+#        file with `# ready: fd 3`, `# ready: log ^ready$` or `# ready: notify` in its header
+#        block; s6 has no sd_notify: its row is the fd one) and
 #        DIR/trc.d/async.b (b's file with `# after: a`). b's exit ends the group (wait_any).
 #   floor: no supervisor, the least any one must do: a C parent (ready_stamp pair) runs a with
 #        a pipe on fd 3, blocks in read() on it, then forks and execs b.
 # The same a and b files, byte for byte, for s6, trc and the floor: the trc header block is
 # comments. a and b report their times as "a NS" / "b NS" lines on a FIFO that this script holds
 # open, so nothing polls (a blocks its stop signals from its ready write until it has reported).
-# The runs take turns (s6, trc fd, trc log, floor, s6, ...), after a warm-up run each, so machine
+# The runs take turns (s6, trc fd, trc log, trc notify, floor, s6, ...), after a warm-up run each, so machine
 # noise hits every row alike. Each row: the median and p90 (nearest rank) in µs.
 #
 # Usage: bench/ready.sh [-n N] [--smoke] [--markdown]
@@ -34,7 +36,7 @@
 # Env:   TRC=path/to/trc (default: `cargo build --release`, then target/release/trc, or
 #        $CARGO_TARGET_DIR/release/trc), DELAY_US (a's delay before readiness, default 20000),
 #        TIMEOUT (seconds for a run's steps, default 10), ROWS (the rows, default
-#        "s6 trc-fd trc-log floor"), KEEP=1 (keep the temp dir, for debugging).
+#        "s6 trc-fd trc-log trc-notify floor"), KEEP=1 (keep the temp dir, for debugging).
 # Needs: cc (to build the helper), setsid; s6 for its row: `apt-get install -y s6`. Without s6
 #        the s6 row is skipped (a "skipped: s6 not installed" line) and trc's rows still run.
 # Every process it starts (in sessions of their own, each group under a child-subreaper, so no
@@ -167,13 +169,19 @@ cat > "$tmp/a.log" << EOF
 # ready: log ^ready\$
 ### END TRC
 EOF
+cat > "$tmp/a.notify" << EOF
+#!$stamp notify
+### BEGIN TRC
+# ready: notify
+### END TRC
+EOF
 cat > "$tmp/b" << EOF
 #!$stamp b
 ### BEGIN TRC
 # after: a
 ### END TRC
 EOF
-chmod +x "$tmp/a.fd" "$tmp/a.log" "$tmp/b"
+chmod +x "$tmp/a.fd" "$tmp/a.log" "$tmp/a.notify" "$tmp/b"
 
 # launch NAME CMD...: the group, in a session of its own under the subreaper (a Ctrl-C on the
 # terminal is for this script, which stops everything), this run's output in $tmp/NAME.log.
@@ -295,7 +303,7 @@ run_floor() {
     [ "$status" = 0 ] || fail floor "exited with $status"
 }
 
-# run_trc fd|log
+# run_trc fd|log|notify
 run_trc() {
     local v=$1 d=$tmp/trc-$1
     if [ ! -d "$d" ]; then
@@ -312,11 +320,11 @@ run_trc() {
 
 # ----- the measurement ------------------------------------------------------------------------
 rows=()
-for row in ${ROWS:-s6 trc-fd trc-log floor}; do
+for row in ${ROWS:-s6 trc-fd trc-log trc-notify floor}; do
     case $row in
         s6) [ "$have_s6" = 0 ] || rows+=(s6) ;;
-        trc-fd | trc-log | floor) rows+=("$row") ;;
-        *) echo "ROWS: unknown row $row (s6, trc-fd, trc-log, floor)" >&2; exit 2 ;;
+        trc-fd | trc-log | trc-notify | floor) rows+=("$row") ;;
+        *) echo "ROWS: unknown row $row (s6, trc-fd, trc-log, trc-notify, floor)" >&2; exit 2 ;;
     esac
 done
 [ ${#rows[@]} -gt 0 ] || exit 0
@@ -329,6 +337,7 @@ for ((r = 0; r < warmup + runs; r++)); do
             s6) run_s6 ;;
             trc-fd) run_trc fd ;;
             trc-log) run_trc log ;;
+            trc-notify) run_trc notify ;;
             floor) run_floor ;;
         esac
     done
@@ -348,13 +357,15 @@ stats() {
 }
 commas() { printf '%s' "$1" | sed -e :a -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/; ta'; }
 
-declare -A tool=([s6]=s6 [trc-fd]=trc [trc-log]=trc [floor]=floor)
+declare -A tool=([s6]=s6 [trc-fd]=trc [trc-log]=trc [trc-notify]=trc [floor]=floor)
 declare -A variant=([s6]='notification-fd 3, b: s6-svwait -U ../a'
     [trc-fd]='ready: fd 3, b: after: a' [trc-log]='ready: log ^ready$, b: after: a'
+    [trc-notify]='ready: notify (READY=1), b: after: a'
     [floor]='fd 3 read by a C parent, then fork + exec b')
 # shellcheck disable=SC2016 # backquotes for Markdown
 declare -A mdvariant=([s6]='`notification-fd` 3; b: `s6-svwait -U ../a`, then `exec`'
     [trc-fd]='`ready: fd 3`; b: `after: a`' [trc-log]='`ready: log ^ready$`; b: `after: a`'
+    [trc-notify]='`ready: notify` (`READY=1`); b: `after: a`'
     [floor]='fd 3 read by a C parent, then `fork` + `exec` b (no supervisor)')
 
 versions="trc $("$trc" --version 2> /dev/null | head -1 | awk '{ print $NF }')"

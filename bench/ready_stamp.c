@@ -3,6 +3,8 @@
  *
  *   ready_stamp fd  [FILE]   task a, readiness on fd 3 (s6's notification-fd, trc's `ready: fd 3`)
  *   ready_stamp log [FILE]   task a, readiness as an output line "ready" (trc's `ready: log`)
+ *   ready_stamp notify [FILE] task a, readiness as one sd_notify datagram "READY=1" on
+ *                            $NOTIFY_SOCKET (trc's `ready: notify`; a path, or @ abstract)
  *   ready_stamp b   [FILE]   task b, the dependent
  *   ready_stamp pair A B     the floor: no supervisor, only what any one must do: runs A with
  *                            a pipe on fd 3, reads its newline, then forks and execs B; exits
@@ -13,7 +15,7 @@
  *
  * a and b run as `#!` interpreter of their task file (FILE, ignored): the kernel execs this
  * program directly, for s6 and for trc alike. a sleeps $BENCH_DELAY_US (default 20 ms), reads
- * CLOCK_MONOTONIC, writes the newline on fd 3 (or "ready\n" on stdout) and then reports
+ * CLOCK_MONOTONIC, writes the newline on fd 3 (or "ready\n" on stdout, or sends READY=1) and then reports
  * "a <ns>\n" to the FIFO $BENCH_FIFO (opened before, its stop signals blocked until then: the
  * group may be stopped at once); it then waits for its stop signal. b reads the clock as the
  * first thing in main() and reports "b <ns>\n". The reports are single writes below PIPE_BUF.
@@ -25,7 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,6 +134,26 @@ static int pair(char *a, char *b) {
     return status;
 }
 
+/* A datagram socket connected to $NOTIFY_SOCKET (made before the delay: only the send is
+ * timed, as a service that has its socket ready sends READY=1). */
+static int notify_socket(void) {
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (!path || !*path || strlen(path) >= sizeof addr.sun_path) {
+        fprintf(stderr, "ready_stamp: no usable NOTIFY_SOCKET\n");
+        exit(1);
+    }
+    strcpy(addr.sun_path, path);
+    socklen_t len = offsetof(struct sockaddr_un, sun_path) + strlen(path);
+    if (addr.sun_path[0] == '@') addr.sun_path[0] = 0;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, len) < 0) {
+        perror("ready_stamp: NOTIFY_SOCKET");
+        exit(1);
+    }
+    return fd;
+}
+
 int main(int argc, char **argv) {
     long long t = now_ns();
     const char *mode = argc > 1 ? argv[1] : "";
@@ -144,8 +169,10 @@ int main(int argc, char **argv) {
         fd = 3, msg = "\n";
     } else if (!strcmp(mode, "log")) {
         fd = 1, msg = "ready\n";
+    } else if (!strcmp(mode, "notify")) {
+        fd = notify_socket(), msg = "READY=1";
     } else {
-        fprintf(stderr, "usage: ready_stamp fd|log|b [FILE] | pair A B | reap CMD...\n");
+        fprintf(stderr, "usage: ready_stamp fd|log|notify|b [FILE] | pair A B | reap CMD...\n");
         return 2;
     }
     report_open();
