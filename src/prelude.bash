@@ -2,9 +2,13 @@
 # $0 is trc's path and "$@" the task's arguments; the _TRC_* variables say what to run.
 _trc_kind=$_TRC_KIND _trc_src=$_TRC_SRC _trc_state=$_TRC_STATE _trc_save_to=$_TRC_SAVE ns=$_TRC_NS
 _trc_untrapped=$_TRC_UNTRAPPED _trc_after=$_TRC_AFTER
+# The task's arguments come quoted in _TRC_ARGS (off the command line, which names the task).
+if [[ -v _TRC_ARGS ]]; then eval "set -- $_TRC_ARGS"; fi
+# Its short name for top and ps -e (bash's own is "bash"); exec'ing a program replaces it.
+if [[ -n ${_TRC_COMM-} ]]; then builtin printf '%s' "$_TRC_COMM" 2>/dev/null >/proc/self/comm || :; fi
 # TrivialRC runs boot in its main shell: its `log` lines show main's pid.
 if [[ $_trc_kind == boot-* ]]; then _trc_logpid=$MAINPID; else _trc_logpid=; fi
-unset _TRC_KIND _TRC_SRC _TRC_STATE _TRC_SAVE _TRC_NS _TRC_UNTRAPPED _TRC_AFTER
+unset _TRC_KIND _TRC_SRC _TRC_STATE _TRC_SAVE _TRC_NS _TRC_UNTRAPPED _TRC_AFTER _TRC_ARGS _TRC_COMM
 
 # TrivialRC's integrated functions, with the same output (printf %()T instead of forking date).
 say() { if [[ "${RC_VERBOSE-}" = "true" ]]; then builtin command echo "$@"; fi; }

@@ -134,27 +134,73 @@ impl ShellTask<'_> {
             ["--noprofile", "--norc", "-c"].into_iter().map(OsString::from).collect();
         args.push(script);
         args.push(self.arg0.to_owned());
-        args.extend(self.args.iter().cloned());
+        // The task's arguments go in a variable, quoted for bash, so that its command line
+        // (what `ps`, `pgrep -f` and `systemctl status` show) names the task and nothing of
+        // the others: trc's own argv holds every -D/-F string. (One that would not fit in a
+        // variable, over 100 KiB, stays on the command line.)
+        let quoted = quote_words(self.args);
+        let mut args_env = None;
+        if quoted.len() <= MAX_QUOTED_ARGS {
+            args_env = Some(("_TRC_ARGS".into(), quoted));
+        } else {
+            args.extend(self.args.iter().cloned());
+        }
         let path = |p: Option<&Path>| p.map(|p| p.as_os_str().to_owned()).unwrap_or_default();
         let stop = self.stop_signal as i32;
         let untrapped =
             if DEFAULT_WHEN_STOP_SIGNAL.contains(&stop) { stop.to_string() } else { String::new() };
         let stage = self.stage.as_str();
+        let mut env: Vec<(OsString, OsString)> = args_env.into_iter().collect();
+        env.extend([
+            ("_TRC_COMM".into(), comm_name(self.name).into()),
+            ("_TRC_KIND".into(), kind.into()),
+            ("_TRC_SRC".into(), self.src.to_owned()),
+            ("_TRC_NS".into(), self.stage.ns().into()),
+            ("_TRC_STATE".into(), path(self.state)),
+            ("_TRC_SAVE".into(), path(self.save_to)),
+            ("_TRC_UNTRAPPED".into(), untrapped.into()),
+            ("_TRC_AFTER".into(), self.after_state.unwrap_or_default().into()),
+        ]);
         ShellCommand {
             program: OsString::from("bash"),
             title: OsString::from(format!("trc: {stage} {}", self.name)),
             args,
-            env: vec![
-                ("_TRC_KIND".into(), kind.into()),
-                ("_TRC_SRC".into(), self.src.to_owned()),
-                ("_TRC_NS".into(), self.stage.ns().into()),
-                ("_TRC_STATE".into(), path(self.state)),
-                ("_TRC_SAVE".into(), path(self.save_to)),
-                ("_TRC_UNTRAPPED".into(), untrapped.into()),
-                ("_TRC_AFTER".into(), self.after_state.unwrap_or_default().into()),
-            ],
+            env,
         }
     }
+}
+
+/// Above this, a task's arguments stay on bash's command line (a variable's text must fit in
+/// the kernel's 128 KiB per string).
+const MAX_QUOTED_ARGS: usize = 100 * 1024;
+
+/// `words` as bash words: each in single quotes (a `'` inside as `'\''`), any byte kept.
+fn quote_words(words: &[OsString]) -> OsString {
+    let mut out = Vec::new();
+    for word in words {
+        out.push(b'\'');
+        for &b in word.as_bytes() {
+            if b == b'\'' {
+                out.extend_from_slice(b"'\\''");
+            } else {
+                out.push(b);
+            }
+        }
+        out.extend_from_slice(b"' ");
+    }
+    OsString::from_vec(out)
+}
+
+/// The kernel's short name for the task's bash (`top`, `ps -e`, `pgrep`): `trc:NAME`, cut to
+/// the 15 bytes it keeps (at a character boundary).
+fn comm_name(name: &str) -> String {
+    let mut comm = format!("trc:{name}");
+    let mut end = comm.len().min(15);
+    while !comm.is_char_boundary(end) {
+        end -= 1;
+    }
+    comm.truncate(end);
+    comm
 }
 
 /// The bash command that runs a shell task: program, arguments, and variables on top of

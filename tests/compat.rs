@@ -53,3 +53,45 @@ fn shell_tasks_have_a_process_title_naming_them() {
     let out = running.wait();
     assert_eq!(out.code(), 143, "{out:?}");
 }
+
+#[test]
+fn a_task_s_command_line_holds_none_of_the_others_and_its_arguments_still_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // Two command-line tasks, told apart by `pgrep -f`: neither's command line holds the
+    // other's text (trc's argv, which is "$@" in a task, has both). A word with quotes, spaces
+    // and a non-UTF-8 byte reaches "$@" whole.
+    let a = format!("echo $$ > {d}/a.pid; printf '%s\\n' \"$@\" > {d}/a.args; sleep 1000; true");
+    let b = format!("echo $$ > {d}/b.pid; sleep 1001; true");
+    let mut trc = Trc::new(dir.path(), ["-D", &a, "-D", &b, "--wait-policy", "wait_forever"]);
+    use std::os::unix::ffi::OsStrExt;
+    trc.command().arg(std::ffi::OsStr::from_bytes(b"it's a \"word\" \xff"));
+    let running = trc.spawn();
+    let read_pid = |name: &str| -> i32 {
+        let file = dir.path().join(name);
+        wait_until(name, || std::fs::read_to_string(&file).is_ok_and(|t| t.ends_with('\n')));
+        std::fs::read_to_string(&file).unwrap().trim().parse().unwrap()
+    };
+    let (a_pid, b_pid) = (read_pid("a.pid"), read_pid("b.pid"));
+    let cmdline = |pid: i32| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let contains = |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        contains(&cmdline(a_pid), "trc: async async-1"),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline(a_pid))
+    );
+    assert!(!contains(&cmdline(a_pid), "sleep 1001"), "{:?}", String::from_utf8_lossy(&cmdline(a_pid)));
+    assert!(!contains(&cmdline(b_pid), "sleep 1000"), "{:?}", String::from_utf8_lossy(&cmdline(b_pid)));
+    // `top` and `ps -e` show the kernel's short name.
+    let comm = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim_end().to_owned();
+    assert_eq!((comm(a_pid), comm(b_pid)), ("trc:async-1".to_owned(), "trc:async-2".to_owned()));
+    let args_file = dir.path().join("a.args");
+    wait_until("a's arguments", || args_file.exists());
+    // "$@" is trc's command line, as TrivialRC's tasks see its own; the last word, whole.
+    let args = std::fs::read(&args_file).unwrap();
+    assert!(args.starts_with(b"-D\n"), "{:?}", String::from_utf8_lossy(&args));
+    assert!(args.ends_with(b"\nit's a \"word\" \xff\n"), "{:?}", String::from_utf8_lossy(&args));
+    running.signal(libc::SIGTERM);
+    let out = running.wait();
+    assert_eq!(out.code(), 143, "{out:?}");
+}

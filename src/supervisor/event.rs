@@ -30,6 +30,8 @@ pub struct Batch {
     pub signals: Vec<i32>,
     /// Children reaped, with their shell-style status.
     pub reaped: Vec<(Pid, i32)>,
+    /// Children stopped by a signal (SIGTSTP, SIGTTIN, SIGSTOP...).
+    pub stopped: Vec<(Pid, nix::sys::signal::Signal)>,
     pub calls: Vec<Call>,
     pub jobs: Vec<JobDone>,
     /// What readiness readers, log pumps and network probes saw.
@@ -118,7 +120,7 @@ impl Supervisor {
             batch.probes.push(event);
         }
         // One reap pass whether or not SIGCHLD was seen: signals of one kind coalesce.
-        batch.reaped = reap::reap_exited();
+        batch.reaped = reap::reap_exited(&mut batch.stopped);
         batch.now = Some(Instant::now());
         batch
     }

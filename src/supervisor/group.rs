@@ -118,6 +118,9 @@ impl Supervisor {
         for (pid, status) in batch.reaped {
             self.on_reaped(pid, status);
         }
+        for (pid, sig) in batch.stopped {
+            self.on_stopped(pid, sig);
+        }
         for call in batch.calls {
             self.control(call);
         }
@@ -410,7 +413,8 @@ impl Supervisor {
         match self.group.boot.queue.pop_front() {
             Some(id) => {
                 self.group.boot.current = Some(id);
-                info!("Launching in the boot: {}", self.tasks[id].label);
+                let task = &self.tasks[id];
+                info!(task = task.name.as_str(), stage = "boot", "Launching in the boot: {}", task.label);
                 self.feed(id, Input::Start);
             }
             None => self.begin_running(),

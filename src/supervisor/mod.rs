@@ -31,6 +31,7 @@ pub mod signals;
 pub mod spawn;
 pub mod task;
 mod teardown;
+mod terminal;
 
 use crate::cli::CommandLine;
 use crate::config::{scan_work_dir, Settings, TaskFiles};

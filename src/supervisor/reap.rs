@@ -16,9 +16,11 @@ pub fn become_subreaper() -> nix::Result<()> {
     nix::sys::prctl::set_child_subreaper(true)
 }
 
-/// Reaps every child that has exited, returning each pid with its shell-style status. A task
-/// leader's process group is forgotten by the fault handler as its leader is reaped.
-pub fn reap_exited() -> Vec<(Pid, i32)> {
+/// Reaps every child that has exited, returning each pid with its shell-style status; a child
+/// that was stopped (by a signal, `WUNTRACED`) goes to `stopped` with that signal, for the
+/// supervisor to say so and, for a foreground task, to do what a job-control shell does. A
+/// task leader's process group is forgotten by the fault handler as its leader is reaped.
+pub fn reap_exited(stopped: &mut Vec<(Pid, Signal)>) -> Vec<(Pid, i32)> {
     let mut reaped = Vec::new();
     loop {
         let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED;
@@ -26,20 +28,7 @@ pub fn reap_exited() -> Vec<(Pid, i32)> {
             Ok(WaitStatus::Exited(pid, code)) => (pid, exit_code(Some(code), None)),
             Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, exit_code(None, Some(sig as i32))),
             Ok(WaitStatus::Stopped(pid, sig)) => {
-                // Never left stopped silently: a process that reads or writes the terminal
-                // without having it (SIGTTIN, SIGTTOU) would wait for ever.
-                tracing::warn!(
-                    always = true,
-                    "process <pid={pid}> was stopped by {} ({}): it waits until it gets SIGCONT",
-                    sig.as_str(),
-                    match sig {
-                        nix::sys::signal::Signal::SIGTTIN =>
-                            "it read the terminal, which another process group has",
-                        nix::sys::signal::Signal::SIGTTOU =>
-                            "it wrote to or set the terminal, which another process group has",
-                        _ => "a stop signal",
-                    }
-                );
+                stopped.push((pid, sig));
                 continue;
             }
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
@@ -51,6 +40,16 @@ pub fn reap_exited() -> Vec<(Pid, i32)> {
         reaped.push((pid, status));
     }
     reaped
+}
+
+/// Why a process stops, in words, for the warning.
+pub fn stop_reason(sig: Signal) -> &'static str {
+    match sig {
+        Signal::SIGTTIN => "it read the terminal, which another process group has",
+        Signal::SIGTTOU => "it wrote to or set the terminal, which another process group has",
+        Signal::SIGTSTP => "Ctrl-Z on the terminal, or a SIGTSTP",
+        _ => "a stop signal",
+    }
 }
 
 /// Whether the process group `pgid` still has a member (zombies of other parents included).

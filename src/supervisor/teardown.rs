@@ -143,8 +143,14 @@ impl Supervisor {
                 self.feed(id, Input::Ending);
                 continue;
             }
-            if let Some(pid) = self.tasks[id].pid() {
-                info!("terminating the child process <pid={pid}>");
+            let task = &self.tasks[id];
+            if let Some(pid) = task.pid() {
+                info!(
+                    task = task.name.as_str(),
+                    stage = task.stage.as_str(),
+                    task_pid = pid.as_raw(),
+                    "terminating the child process <pid={pid}>"
+                );
             }
             self.feed(id, Input::Teardown);
         }
@@ -153,6 +159,7 @@ impl Supervisor {
             if group.deadline.is_none() && reap::group_alive(group.pgid) {
                 group.mark = Some(reap::boot_ticks());
                 reap::signal_group(group.pgid, group.stop_signal);
+                continue_group(group.pgid, group.stop_signal);
                 group.deadline = Some(now + group.stop_timeout);
                 group.next_check = Some(now + RESEND_CHECKS[0]);
             }
@@ -167,6 +174,7 @@ impl Supervisor {
         let children = reap::children_of(pid).into_iter().map(|child| (child, exe_identity(child))).collect();
         let ticks = reap::boot_ticks();
         reap::signal_group(pid, task.settings().stop_signal);
+        continue_group(pid, task.settings().stop_signal);
         let deadline = Instant::now() + task.settings().stop_timeout;
         self.stop_marks.insert(id, StopMark { ticks, leader_exe, shell: task.runs_bash, children, deadline });
     }
@@ -301,4 +309,13 @@ fn exe_identity(pid: Pid) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
     Some((meta.dev(), meta.ino()))
+}
+
+/// SIGCONT after the stop signal (as systemd does): a stopped process (Ctrl-Z, SIGTTIN, a
+/// `kill -STOP`) acts on its stop signal only once it runs, and would else wait for its
+/// SIGKILL.
+fn continue_group(pgid: nix::unistd::Pid, sent: Signal) {
+    if sent != Signal::SIGCONT && sent != Signal::SIGKILL {
+        reap::signal_group(pgid, Signal::SIGCONT);
+    }
 }
