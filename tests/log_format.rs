@@ -196,6 +196,45 @@ fn json_every_line_is_an_object_with_its_keys() {
 }
 
 #[test]
+fn json_records_about_a_task_carry_its_fields() {
+    let dir = tmp();
+    // A boot task, and an async task stopped at teardown (async-2's exit ends the group).
+    let trc = Trc::new(
+        dir.path(),
+        [
+            "--log-format",
+            "json",
+            "--verbose",
+            "--wait-policy",
+            "wait_any",
+            "-B",
+            "true",
+            "-D",
+            "exec sleep 100",
+            "-D",
+            "true",
+        ],
+    );
+    let (code, stdout, stderr) = run_bytes(trc);
+    let text = format!("{}{}", String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&stderr));
+    assert_eq!(code, 0, "{text}");
+    let records = objects(&stdout, "stdout");
+    let find = |start: &str| {
+        records
+            .iter()
+            .find(|o| str_of(o, "message").starts_with(start))
+            .cloned()
+            .unwrap_or_else(|| panic!("no record {start:?}\n{text}"))
+    };
+    let boot = find("Launching in the boot: true");
+    assert_eq!((str_of(&boot, "task"), str_of(&boot, "stage")), ("boot-1", "boot"), "{boot:?}");
+    let term = find("terminating the child process <pid=");
+    assert_eq!((str_of(&term, "task"), str_of(&term, "stage")), ("async-1", "async"), "{term:?}");
+    let pid = str_of(&term, "message").split("<pid=").nth(1).unwrap().trim_end_matches('>').to_owned();
+    assert_eq!(term["pid"].to_string(), pid, "{term:?}");
+}
+
+#[test]
 fn json_keeps_bytes_that_are_not_utf8_in_base64() {
     let dir = tmp();
     let trc = Trc::new(
