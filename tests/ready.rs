@@ -499,3 +499,39 @@ fn trc_s_status_counts_an_unhealthy_task() {
     // Let sick end, then trc (`sup`, dropped after `_release`).
     let _ = &sup;
 }
+
+#[test]
+fn group_defaults_for_readiness_and_health_come_from_the_environment_and_the_options() {
+    // RC_READY_TIMEOUT / --ready-timeout: a task with a probe and no ready-timeout of its own.
+    for (env, args) in
+        [(Some(("RC_READY_TIMEOUT", "300ms")), vec![]), (None, vec!["--ready-timeout", "300ms"])]
+    {
+        let sb = Sandbox::new();
+        let work = sb.work("w");
+        task(&work, "async.slow", &["ready: file never-there"], "exec sleep 30");
+        let mut args = args.clone();
+        args.extend(["--wait-policy", "wait_all"]);
+        let mut trc = sb.trc(&work, &args);
+        if let Some((key, value)) = env {
+            trc = trc.env(key, value);
+        }
+        let out = trc.run();
+        assert!(
+            out.stderr.contains("slow is not ready within 300ms (file never-there)"),
+            "{env:?} {args:?}: {out:?}"
+        );
+        assert_eq!(out.code(), 143, "{out:?}");
+    }
+    // RC_HEALTH_INTERVAL, RC_HEALTH_RETRIES, and --health-timeout: a task with a health check.
+    let sb = Sandbox::new();
+    let work = sb.work("w");
+    task(&work, "async.sick", &["health: check sh -c 'echo >> \"$DIR/checks\"; exit 1'"], "exec sleep 30");
+    let out = sb
+        .trc(&work, &["--health-timeout", "5s", "--wait-policy", "wait_all"])
+        .env("RC_HEALTH_INTERVAL", "50ms")
+        .env("RC_HEALTH_RETRIES", "4")
+        .run();
+    assert!(out.stderr.contains("sick is unhealthy: 4 health checks failed in a row"), "{out:?}");
+    let checks = std::fs::read_to_string(sb.root().join("checks")).unwrap();
+    assert_eq!(checks.lines().count(), 4, "{out:?}");
+}
