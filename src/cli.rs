@@ -33,7 +33,7 @@ Environment (each long option sets the variable of the same meaning; the option 
   RC_HEALTH_INTERVAL=DUR  how often a health check runs (default 10s)
   RC_HEALTH_TIMEOUT=DUR   one probe is given up after this (default 5s)
   RC_HEALTH_RETRIES=N     failed health checks in a row that make a task unhealthy (default 3)
-  RC_FORWARD_SIGNALS=LIST pass these signals (HUP,USR2) to the async tasks instead of ending
+  RC_FORWARD_SIGNALS=LIST pass these signals (HUP,USR2) on to the tasks, not ending trc
   RC_STOP_DELAY=DUR       on the first terminating signal, report not ready for this long first
   RC_RUNTIME_DIR=DIR      make the runtime dir below DIR (DIR/trc/NAME); trcctl looks there too
   RC_INSTANCE=NAME        the instance name trcctl knows this trc by (default: the work
@@ -155,8 +155,9 @@ pub struct CommandLine {
     #[arg(long)]
     pub log_timestamps: bool,
 
-    /// Signals passed to the process group of every running async task (or of those whose
-    /// forward-signals: names them) instead of ending trc, e.g. HUP,USR2 [env: RC_FORWARD_SIGNALS]
+    /// Signals passed to the process group of every running async task and of the trailing
+    /// command (or of the async tasks whose forward-signals: names them) instead of ending trc,
+    /// e.g. HUP,USR2 [env: RC_FORWARD_SIGNALS]
     #[arg(long, value_name = "LIST")]
     pub forward_signals: Option<String>,
 
@@ -164,7 +165,7 @@ pub struct CommandLine {
     #[arg(long, value_name = "DURATION")]
     pub stop_delay: Option<String>,
 
-    /// Where trc makes its runtime dir (DIR/trc/NAME), instead of $XDG_RUNTIME_DIR, /run or $TMPDIR: e.g. an emptyDir or tmpfs under a read-only root [env: RC_RUNTIME_DIR]
+    /// Where trc makes its runtime dir (DIR/trc/NAME; a relative DIR is taken from trc's cwd), instead of $XDG_RUNTIME_DIR, /run or $TMPDIR: e.g. an emptyDir or tmpfs under a read-only root [env: RC_RUNTIME_DIR]
     #[arg(long, value_name = "DIR")]
     pub runtime_dir: Option<std::path::PathBuf>,
 

@@ -52,14 +52,18 @@ _trc_save() {
     for _trc_l in opts vars funcs sh nul; do
         if [[ -e $_trc_save_to.$_trc_l ]]; then : 2>/dev/null > "$_trc_save_to.$_trc_l"; fi
     done
+    builtin umask 077
     if ! { builtin printf '%s\n' "$_trc_err" > "$_trc_save_to.failed"; } 2>/dev/null; then
         builtin printf 'trc: cannot save the boot state in %s: %s\n' "${_trc_save_to%/*}" "$_trc_err" >&2
         exit 78
     fi
 }
 _trc_write_state() {
+    # The files are trc's alone (0600), whatever the task's umask (which the state keeps).
+    local _trc_l _trc_n _trc_x _trc_mask
+    _trc_mask=$(builtin umask -p)
+    builtin umask 077
     { set +o; shopt -p; } > "$_trc_save_to.opts"
-    local _trc_l _trc_n _trc_x
     declare -p > "$_trc_save_to.vars"
     declare -F > "$_trc_save_to.funcs"
     {
@@ -70,7 +74,7 @@ _trc_write_state() {
                 DIRSTACK | EPOCHREALTIME | EPOCHSECONDS | EUID | FUNCNAME | GROUPS | HISTCMD | HOSTNAME | \
                 HOSTTYPE | LINENO | MACHTYPE | OLDPWD | OPTERR | OPTIND | OSTYPE | PIPESTATUS | PPID | PWD | \
                 RANDOM | SECONDS | SHELLOPTS | SHLVL | SRANDOM | UID | _ | MAINPID | SELF_NAME | RC_WORK_DIR | \
-                ns | _exit_status) continue ;;
+                RC_RUNTIME_DIR | NOTIFY_SOCKET | WATCHDOG_USEC | ns | _exit_status) continue ;;
             esac
             builtin printf '%s\n' "$_trc_l"
         done < "$_trc_save_to.vars"
@@ -85,7 +89,7 @@ _trc_write_state() {
             case $_trc_l in *\ errexit | *\ xtrace | *\ login_shell | *\ restricted_shell | *\ monitor) continue ;; esac
             builtin printf '%s 2>/dev/null\n' "$_trc_l"
         done < "$_trc_save_to.opts"
-        umask -p
+        builtin printf '%s\n' "$_trc_mask"
         builtin printf 'builtin cd -- %q 2>/dev/null\n' "$PWD"
     } > "$_trc_save_to.sh"
     {

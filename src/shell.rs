@@ -102,11 +102,11 @@ pub struct ShellTask<'a> {
     pub name: &'a str,
 }
 
-/// Writes the prelude into `dir` (mode 0644: it is no secret, and tasks of other users source
-/// it too) and returns its path.
+/// Writes the prelude into `dir` (mode 0600: the files of trc's runtime dir are its own; a
+/// task of another user gets its own copy, see `supervisor/access.rs`) and returns its path.
 pub fn write_prelude(dir: &Path) -> std::io::Result<PathBuf> {
     let path = dir.join("prelude.bash");
-    crate::fsutil::write_atomically(&path, prelude().as_bytes(), 0o644)?;
+    crate::fsutil::write_atomically(&path, prelude().as_bytes(), 0o600)?;
     Ok(path)
 }
 

@@ -2,16 +2,18 @@
 //! `group:` by name and by number (read back from `/proc/self/status`), the runtime files such a
 //! task can and cannot reach, `env-file:`, `env:`, `cwd:`, `umask:`, `nice:` and `limit-*:`
 //! (read back from `/proc/self/limits`), every bad value as a configuration error (78) naming
-//! file:line before anything starts, `success-exit-status` under each wait policy and
-//! `restart: on-failure`, `--forward-signals` and `--stop-delay`.
+//! file:line before anything starts (and a limit or nice value the kernel would refuse), the
+//! `RC_*` group defaults (not RC_USER/RC_GROUP for boot tasks), trc's own variables that no
+//! `env:` or env file may set, a relative RC_RUNTIME_DIR, `success-exit-status` under each wait
+//! policy and `restart: on-failure`, and `--stop-delay`. (`--forward-signals`: tests/forward.rs.)
 //!
 //! Every wait is on an event (a line, a file, a state, an exit) with the harness's generous
 //! deadline; the one timing check is a lower bound.
 
 mod common;
 
-use common::sandbox::{int_of, python, run, wait_file, Out, Sandbox, Sup};
-use common::{skip, trc_bin, wait_until, Output, Running, Trc, DEADLINE};
+use common::sandbox::{int_of, python, run, wait_file, Out, Sandbox, Sup, TRCCTL};
+use common::{skip, trc_bin, Output, Running, Trc, DEADLINE};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -270,6 +272,151 @@ fn a_task_of_another_user_and_a_private_xdg_runtime_dir_is_78_and_runtime_dir_fi
     assert!(s.root().join("after-ran").exists(), "{out:?}");
 }
 
+/// Shell code that prints, on one line after `<what>`, who the task is and where: its uid and
+/// gid (`/proc/self/status`), its directory, umask and nice value (`/proc/self/stat`), its open
+/// files limit and `$GROUPVAR`.
+fn whoami_line(what: &str) -> String {
+    format!(
+        r#"echo "{what} uid=$(awk '/^Uid:/ {{print $2}}' /proc/self/status) gid=$(awk '/^Gid:/ {{print $2}}' /proc/self/status) pwd=$(pwd -P) umask=$(umask) nice=$(cut -d' ' -f19 /proc/self/stat) nofile=$(ulimit -n) var=${{GROUPVAR-unset}}""#
+    )
+}
+
+/// The group-wide defaults RC_USER, RC_GROUP, RC_CWD, RC_UMASK, RC_NICE, RC_LIMIT_NOFILE and
+/// RC_ENV_FILE hold for async and sync tasks (a file and a `-D`/`-F` each) and the trailing
+/// command. A boot task runs as trc's user all the same (it refuses `user:`; what it sets
+/// becomes trc's, its saved state too) and takes the others.
+#[test]
+fn rc_context_defaults_hold_for_the_tasks_and_boot_runs_as_trcs_user() {
+    if !may_switch("rc_context_defaults_hold_for_the_tasks_and_boot_runs_as_trcs_user") {
+        return;
+    }
+    let s = Sandbox::new();
+    open_to_others(&s);
+    let work = s.work("app");
+    let place = s.root().join("place");
+    std::fs::create_dir(&place).unwrap();
+    chmod(&place, 0o755);
+    let env_file = s.root().join("group.env");
+    std::fs::write(&env_file, "GROUPVAR=from-group\n").unwrap();
+    chmod(&env_file, 0o644);
+    task_file(&work, "boot.file", &[], &whoami_line("boot"));
+    task_file(&work, "async.file", &[], &whoami_line("async"));
+    task_file(&work, "sync.file", &[], &whoami_line("sync"));
+    let (boot, async_, sync) = (whoami_line("boot"), whoami_line("async"), whoami_line("sync"));
+    let out = s
+        .trc(
+            &work,
+            &[
+                "-B",
+                &boot,
+                "-D",
+                &async_,
+                "-F",
+                &sync,
+                "awk",
+                "/^Uid:/ { print \"cmd uid=\" $2 }",
+                "/proc/self/status",
+            ],
+        )
+        .env("RC_WAIT_POLICY", "wait_all")
+        .env("RC_USER", "nobody")
+        .env("RC_GROUP", "4343")
+        .env("RC_CWD", place.to_str().unwrap())
+        .env("RC_UMASK", "027")
+        .env("RC_NICE", "7")
+        .env("RC_LIMIT_NOFILE", "100:200")
+        .env("RC_ENV_FILE", env_file.to_str().unwrap())
+        .run();
+    assert_eq!(out.code(), 0, "{out:?}");
+    let place = place.canonicalize().unwrap();
+    let rest = format!("pwd={} umask=0027 nice=7 nofile=100 var=from-group\n", place.display());
+    for task in ["file", "boot-1"] {
+        let want = format!("{task}: boot uid=0 gid=0 {rest}");
+        assert!(out.stdout.contains(&want), "want {want:?}: {out:?}");
+    }
+    for (task, what) in [("file", "async"), ("async-1", "async"), ("file", "sync"), ("sync-1", "sync")] {
+        let want = format!("{task}: {what} uid={NOBODY} gid=4343 {rest}");
+        assert!(out.stdout.contains(&want), "want {want:?}: {out:?}");
+    }
+    assert!(out.stdout.contains(&format!("cmd uid={NOBODY}\n")), "{out:?}");
+}
+
+/// Whether `path` passes `test OP` (`-r`, `-w`) for uid and gid 65534 with no groups.
+fn nobody_may(op: &str, path: &Path) -> bool {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "test", op])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// With tasks of other users (nobody, and 4242) and a boot task: nobody's task cannot read
+/// trc's private files by name (`groups`, `pid`, `lock`, the prelude trc's own tasks read, the
+/// boot state boot saved), yet restores its own copy of that state and writes its log pipe; and
+/// of every file in the runtime dir, nobody can read or write exactly those given to it (owned
+/// by it, mode 0600): not trc's files, not the other user's state copy, pipes or prelude.
+#[test]
+fn a_task_of_another_user_reaches_only_the_runtime_files_given_to_it() {
+    if !may_switch("a_task_of_another_user_reaches_only_the_runtime_files_given_to_it") {
+        return;
+    }
+    let s = Sandbox::new();
+    open_to_others(&s);
+    let work = s.work("app");
+    let tries = "groups pid lock prelude.bash boot-0.sh boot-0.vars boot-0.opts boot-0.funcs boot-0.nul";
+    task_file(
+        &work,
+        "async.who",
+        &["user: nobody"],
+        &format!(
+            r#"rt=${{TRC_LOG_PIPE%/*}}
+for f in {tries}; do
+    if cat "$rt/$f" > /dev/null 2>&1; then echo "read $f: yes"; else echo "read $f: no"; fi
+done
+echo "boot: $FROM_BOOT"
+echo "through the log pipe" > "$TRC_LOG_PIPE"
+exec sleep 1000"#
+        ),
+    );
+    task_file(&work, "async.other", &["user: 4242"], "echo \"other: $FROM_BOOT\"\nexec sleep 1000");
+    let mut sup = s.start_trc(
+        s.trc(&work, &["-B", "FROM_BOOT=saved; export EXPORTED=too"]).env("RC_WAIT_POLICY", "wait_forever"),
+    );
+    let trc = handle(&mut sup);
+    trc.wait_for_line("who: through the log pipe");
+    common::wait_for(trc, "other: saved");
+    let text = format!("{}{}", trc.stdout, trc.stderr);
+    for f in tries.split(' ') {
+        assert!(text.contains(&format!("who: read {f}: no\n")), "{f}: {text}");
+    }
+    assert!(text.contains("who: boot: saved\n"), "its own copy of the boot state: {text}");
+
+    let rt = s.runtime_dir(&sup.name);
+    assert!(rt.join("boot-0.sh").exists(), "the boot state is where the task looked for it");
+    let mut given = Vec::new();
+    for entry in std::fs::read_dir(&rt).unwrap() {
+        let path = entry.unwrap().path();
+        // A temporary file may come and go.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        use std::os::unix::fs::MetadataExt;
+        let (mode, uid) = (meta.mode() & 0o777, meta.uid());
+        let (r, w) = (nobody_may("-r", &path), nobody_may("-w", &path));
+        if uid == NOBODY {
+            given.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            assert_eq!((mode, r, w), (0o600, true, true), "{}", path.display());
+        } else {
+            assert!(!r && !w, "nobody may read or write {} (uid {uid}, mode {mode:o})", path.display());
+        }
+    }
+    given.sort();
+    // Its two log pipes, its copy of the boot state and of the prelude.
+    assert_eq!(given.len(), 4, "{given:?}");
+    assert!(given.iter().any(|g| g.starts_with("state.") && g.ends_with(".sh")), "{given:?}");
+    assert!(given.contains(&format!("prelude.{NOBODY}.bash")), "{given:?}");
+    assert!(given.contains(&"async.who.stdout".to_owned()) && given.contains(&"async.who.stderr".to_owned()));
+}
+
 // ----- env-file:, env:, cwd:, umask:, nice:, limit-* ----------------------------------------
 
 const ENV_FILE: &str = r#"# a comment
@@ -425,6 +572,94 @@ fn a_boot_state_does_not_override_the_task_context() {
     assert!(out.stdout.contains(&want), "want {want:?}: {out:?}");
 }
 
+/// trc's own variables (TRC_*, MAINPID, NOTIFY_SOCKET, RC_RUNTIME_DIR...) cannot be set by a
+/// task: an `env:` line naming one is a configuration error (78, file:line) for a shell task
+/// and a `command:` task alike, before anything starts.
+#[test]
+fn env_naming_one_of_trcs_own_variables_is_78() {
+    let s = Sandbox::new();
+    let cases: [(&[&str], &str); 6] = [
+        (&[], "TRC_TASK=fake"),
+        (&[], "TRC_LOG_PIPE=/tmp/x"),
+        (&[], "MAINPID=1"),
+        (&["command: /bin/true"], "MAINPID=1"),
+        (&["command: /bin/true"], "NOTIFY_SOCKET=/tmp/x"),
+        (&[], "RC_RUNTIME_DIR=/tmp/x"),
+    ];
+    for (i, (extra, var)) in cases.into_iter().enumerate() {
+        let work = s.work(&format!("case{i}"));
+        task_file(&work, "async.marker", &[], "touch \"$DIR/started\"");
+        let env = format!("env: {var}");
+        let mut directives = vec![env.as_str()];
+        directives.extend_from_slice(extra);
+        task_file(&work, "async.bad", &directives, "touch \"$DIR/started\"");
+        let out = s.trc(&work, &[]).run();
+        assert_eq!(out.code(), 78, "{var}: {out:?}");
+        let key = var.split('=').next().unwrap();
+        let want =
+            format!("{}:2: {key} is one of trc's own variables", work.join("trc.d/async.bad").display());
+        assert!(out.stderr.contains(&want), "{var}: want {want:?}: {out:?}");
+        assert!(!s.root().join("started").exists(), "{var}: a task ran: {out:?}");
+    }
+}
+
+/// In an env file, a line that sets one of trc's own variables is ignored: the task sees
+/// trc's value (a shell task and a `command:` task alike); the file's other lines hold.
+#[test]
+fn an_env_file_cannot_override_trcs_own_variables() {
+    let s = Sandbox::new();
+    let work = s.work("app");
+    let env_file = s.root().join("app.env");
+    std::fs::write(
+        &env_file,
+        "TRC_TASK=fake\nTRC_LOG_PIPE=/tmp/x\nMAINPID=1\nSELF_NAME=fake\nNOTIFY_SOCKET=/tmp/x\nOWN=yes\n",
+    )
+    .unwrap();
+    let env_file = format!("env-file: {}", env_file.display());
+    let report = r#"echo "task=$TRC_TASK mainpid=$MAINPID self=$SELF_NAME notify=${NOTIFY_SOCKET-unset} own=$OWN pipe=$TRC_LOG_PIPE""#;
+    task_file(&work, "async.sh", &[&env_file], report);
+    let command = format!("command: /bin/sh -c {}", shlex::try_quote(report).unwrap());
+    task_file(&work, "async.cmd", &[&env_file, &command], "");
+    let trc = s.trc(&work, &[]).env("RC_WAIT_POLICY", "wait_all").spawn();
+    let pid = trc.pid();
+    let out = trc.wait();
+    assert_eq!(out.code(), 0, "{out:?}");
+    let rt = s.runtime_dir("app");
+    for task in ["sh", "cmd"] {
+        let pipe = rt.join(format!("async.{task}.stdout"));
+        let want = format!(
+            "{task}: task={task} mainpid={pid} self=trc notify=unset own=yes pipe={}\n",
+            pipe.display()
+        );
+        assert!(out.stdout.contains(&want), "want {want:?}: {out:?}");
+    }
+}
+
+/// A relative RC_RUNTIME_DIR is taken from trc's directory at start, as `--runtime-dir` is: a
+/// task with a `cwd:` elsewhere still runs (its prelude is found), gets absolute TRC_LOG_PIPE
+/// and RC_RUNTIME_DIR, writes through its pipe, and trcctl in it reaches trc.
+#[test]
+fn a_relative_runtime_dir_variable_is_made_absolute() {
+    let s = Sandbox::new();
+    let work = s.work("app");
+    let place = s.root().join("place");
+    std::fs::create_dir(&place).unwrap();
+    let body = format!(
+        r#"echo "pipe=$TRC_LOG_PIPE rt=$RC_RUNTIME_DIR"
+echo "through the log pipe" > "$TRC_LOG_PIPE"
+if {TRCCTL} --manager trc status t > /dev/null; then echo "trcctl: reached"; fi"#
+    );
+    task_file(&work, "async.t", &[&format!("cwd: {}", place.display())], &body);
+    let out = s.trc(&work, &[]).env("RC_RUNTIME_DIR", "relrt").run();
+    assert_eq!(out.code(), 0, "{out:?}");
+    let rt = s.root().join("relrt");
+    let pipe = rt.join("trc/app/async.t.stdout");
+    let want = format!("t: pipe={} rt={}\n", pipe.display(), rt.display());
+    assert!(out.stdout.contains(&want), "want {want:?}: {out:?}");
+    assert!(out.stdout.contains("t: through the log pipe\n"), "{out:?}");
+    assert!(out.stdout.contains("t: trcctl: reached\n"), "{out:?}");
+}
+
 // ----- bad values: 78 naming file:line ------------------------------------------------------
 
 /// Every bad value of a context directive is a configuration error (78) naming the file and
@@ -540,7 +775,18 @@ fn nobody_sandbox(test: &str) -> Option<(Sandbox, std::path::PathBuf)> {
 
 /// `trc -w WORK` run to its end as nobody (no supplementary groups), with RC_RUNTIME_DIR=rt.
 fn as_nobody(s: &Sandbox, rt: &Path, work: &Path) -> Out {
-    let mut cmd = Command::new("setpriv");
+    as_nobody_with(s, rt, work, &[])
+}
+
+/// [`as_nobody`] under `prlimit ARGS` (its limits), when given.
+fn as_nobody_with(s: &Sandbox, rt: &Path, work: &Path, prlimit: &[&str]) -> Out {
+    let mut cmd = if prlimit.is_empty() {
+        Command::new("setpriv")
+    } else {
+        let mut cmd = Command::new("prlimit");
+        cmd.args(prlimit).args(["--", "setpriv"]);
+        cmd
+    };
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(trc_bin())
         .arg("-w")
@@ -601,6 +847,121 @@ fn user_naming_trcs_own_user_runs_without_root() {
     let out = as_nobody(&s, &rt, &work);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("same: ran as 65534\n"), "{out:?}");
+}
+
+/// `trc -w WORK` as root but without CAP_SYS_RESOURCE (neither inheritable nor in the bounding
+/// set, so the exec does not give it back), under `prlimit ARGS` (trc's own limits).
+fn without_cap_sys_resource(s: &Sandbox, work: &Path, prlimit: &[&str]) -> Command {
+    let mut cmd = Command::new("prlimit");
+    cmd.args(prlimit)
+        .args(["--", "setpriv", "--inh-caps=-sys_resource", "--bounding-set=-sys_resource", "--"])
+        .arg(trc_bin())
+        .arg("-w")
+        .arg(work)
+        .current_dir(s.root())
+        .env("XDG_RUNTIME_DIR", s.xdg())
+        .env("DIR", s.root());
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("RC_") || k.starts_with("TRC_") || k == "NOTIFY_SOCKET" {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
+fn may_drop_caps(test: &str) -> bool {
+    let tools = ["setpriv", "prlimit"]
+        .iter()
+        .all(|t| Command::new(t).arg("--version").output().is_ok_and(|o| o.status.success()));
+    if nix::unistd::geteuid().is_root() && tools {
+        return true;
+    }
+    skip(test, "root, setpriv(1) and prlimit(1)");
+    false
+}
+
+/// A hard limit above trc's own when trc may not raise it (no CAP_SYS_RESOURCE) is a
+/// configuration error (78) naming file:line and the limit, before anything starts; the same
+/// for RC_LIMIT_*. A limit within trc's own runs.
+#[test]
+fn a_limit_trc_may_not_raise_is_78_naming_file_line_and_limit() {
+    if !may_drop_caps("a_limit_trc_may_not_raise_is_78_naming_file_line_and_limit") {
+        return;
+    }
+    let s = Sandbox::new();
+    let work = s.work("app");
+    task_file(&work, "async.marker", &[], "touch \"$DIR/started\"");
+    task_file(&work, "async.bad", &["restart: never", "limit-nproc: 500:infinity"], "touch \"$DIR/started\"");
+    let out = run(without_cap_sys_resource(&s, &work, &["--nproc=1000:1000"]));
+    assert_eq!(out.code, 78, "{out:?}");
+    let want = format!(
+        "{}:3: limit-nproc: a hard limit of infinity is above trc's own (1000), and trc may not raise it (it lacks CAP_SYS_RESOURCE)",
+        work.join("trc.d/async.bad").display()
+    );
+    assert!(out.stderr.contains(&want), "want {want:?}: {out:?}");
+    assert!(!s.root().join("started").exists(), "a task ran: {out:?}");
+
+    // The group-wide default names its variable.
+    std::fs::remove_file(work.join("trc.d/async.bad")).unwrap();
+    let mut cmd = without_cap_sys_resource(&s, &work, &["--nproc=1000:1000"]);
+    cmd.env("RC_LIMIT_NPROC", "500:2000");
+    let out = run(cmd);
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(out.stderr.contains("RC_LIMIT_NPROC=\"500:2000\": limit-nproc: a hard limit of 2000"), "{out:?}");
+    assert!(!s.root().join("started").exists(), "a task ran: {out:?}");
+
+    // Within trc's own hard limit: it runs.
+    task_file(&work, "async.marker", &["limit-nproc: 500:1000"], "echo \"nproc=$(ulimit -Hu)\"");
+    let out = run(without_cap_sys_resource(&s, &work, &["--nproc=1000:1000"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("marker: nproc=1000\n"), "{out:?}");
+}
+
+/// A limit that the kernel refuses at start (trc's own hard limit was lowered after the check)
+/// fails the start, and the message names the limit.
+#[test]
+fn a_limit_refused_at_start_is_named() {
+    if !may_drop_caps("a_limit_refused_at_start_is_named") {
+        return;
+    }
+    let s = Sandbox::new();
+    let work = s.work("app");
+    task_file(&work, "async.t", &["limit-nofile: 100:200"], "exec sleep 1000");
+    let mut cmd = without_cap_sys_resource(&s, &work, &["--nofile=1024:1024"]);
+    cmd.env("RC_WAIT_POLICY", "wait_forever");
+    let mut sup = Sup { running: Some(Running::start(cmd)), name: String::new() };
+    sup.name = s.wait_instance(&mut sup);
+    s.wait_sleeping("t");
+    let status =
+        Command::new("prlimit").arg(format!("--pid={}", sup.pid())).arg("--nofile=150:150").status().unwrap();
+    assert!(status.success(), "prlimit on trc");
+    // The child is forked (trcctl may see it run, or already failed), then fails before its
+    // exec: what trcctl says depends on which came first; trc's line does not.
+    s.ctl(&["restart", "t"]);
+    handle(&mut sup).wait_for_line("cannot set its resource limit limit-nofile: Operation not permitted");
+}
+
+/// As nobody, a nice value below trc's own (no CAP_SYS_NICE, RLIMIT_NICE 0) is a
+/// configuration error naming file:line; a higher one runs.
+#[test]
+fn a_nice_value_trc_may_not_give_is_78() {
+    let Some((s, rt)) = nobody_sandbox("a_nice_value_trc_may_not_give_is_78") else { return };
+    let work = s.work("low");
+    task_file(&work, "async.bad", &["restart: never", "nice: -5"], "echo ran");
+    let out = as_nobody_with(&s, &rt, &work, &["--nice=0:0"]);
+    assert_eq!(out.code, 78, "{out:?}");
+    let want = format!(
+        "{}:3: nice: -5 is below trc's own nice value (0), and trc may not lower it (it lacks CAP_SYS_NICE",
+        work.join("trc.d/async.bad").display()
+    );
+    assert!(out.stderr.contains(&want), "want {want:?}: {out:?}");
+    assert!(!out.stdout.contains("ran"), "{out:?}");
+    let work = s.work("high");
+    task_file(&work, "async.ok", &["nice: 5"], "echo \"nice=$(cut -d' ' -f19 /proc/self/stat)\"");
+    let out = as_nobody_with(&s, &rt, &work, &["--nice=0:0"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("ok: nice=5\n"), "{out:?}");
 }
 
 // ----- success-exit-status ------------------------------------------------------------------
@@ -704,94 +1065,6 @@ fn rc_success_exit_status_is_the_group_default() {
     task_file(&work, "async.own", &["success-exit-status: 4"], "exit 3");
     let out = s.trc(&work, &[]).env("RC_SUCCESS_EXIT_STATUS", "3").run();
     assert_eq!(out.code(), 3, "the task's own list replaces the default: {out:?}");
-}
-
-// ----- --forward-signals --------------------------------------------------------------------
-
-/// A python3 program that says each HUP it gets on stdout, and marks `$DIR/<name>.armed` once
-/// its handler is set (a HUP before that would kill it).
-const HUP_PROGRAM: &str = r#"import os, signal, sys
-name = sys.argv[1]
-count = 0
-def on_hup(sig, frame):
-    global count
-    count += 1
-    print(f"got HUP {count}", flush=True)
-signal.signal(signal.SIGHUP, on_hup)
-mark = os.path.join(os.environ["DIR"], name + ".armed")
-open(mark + ".tmp", "w").close()
-os.rename(mark + ".tmp", mark)
-while True:
-    signal.pause()
-"#;
-
-/// Async task `name` running [`HUP_PROGRAM`].
-fn hup_task(s: &Sandbox, work: &Path, name: &str, directives: &[&str]) {
-    let program = s.root().join("hup.py");
-    if !program.exists() {
-        std::fs::write(&program, HUP_PROGRAM).unwrap();
-    }
-    let py = python().unwrap_or("python3");
-    task_file(work, &format!("async.{name}"), directives, &format!("exec {py} \"$DIR/hup.py\" {name}"));
-}
-
-fn wait_armed(s: &Sandbox, name: &str) {
-    let mark = s.root().join(format!("{name}.armed"));
-    wait_until(&format!("{name} to handle HUP"), || mark.exists());
-}
-
-/// `--forward-signals HUP`: a HUP reaches the task and trc keeps running (a second one reaches
-/// it too); TERM still ends trc with 143.
-#[test]
-fn a_forwarded_hup_reaches_the_task_and_trc_keeps_running() {
-    let s = Sandbox::new();
-    let work = s.work("app");
-    hup_task(&s, &work, "app", &[]);
-    let mut trc = s.trc(&work, &["--forward-signals", "HUP", "--verbose"]).spawn();
-    wait_armed(&s, "app");
-    trc.signal(libc::SIGHUP);
-    trc.wait_for_line("app: got HUP 1");
-    assert!(trc.child.try_wait().unwrap().is_none(), "trc ended on a forwarded HUP");
-    trc.signal(libc::SIGHUP);
-    trc.wait_for_line("app: got HUP 2");
-    trc.signal(libc::SIGTERM);
-    let out = trc.wait();
-    assert_eq!(out.code(), 143, "{out:?}");
-    assert_eq!(out.stdout.matches("forwarding SIGHUP to app\n").count(), 2, "{out:?}");
-}
-
-/// Without the option, TrivialRC's rule: a HUP ends trc with 129 (and is not passed on).
-#[test]
-fn an_unforwarded_hup_ends_trc_with_129() {
-    let s = Sandbox::new();
-    let work = s.work("app");
-    hup_task(&s, &work, "app", &[]);
-    let trc = s.trc(&work, &[]).spawn();
-    wait_armed(&s, "app");
-    trc.signal(libc::SIGHUP);
-    let out = trc.wait();
-    assert_eq!(out.code(), 129, "{out:?}");
-    assert!(!out.stdout.contains("got HUP"), "{out:?}");
-}
-
-/// RC_FORWARD_SIGNALS=HUP and `forward-signals: HUP` on one of two tasks: only that one gets
-/// it.
-#[test]
-fn forward_signals_directive_chooses_the_tasks() {
-    let s = Sandbox::new();
-    let work = s.work("app");
-    hup_task(&s, &work, "a", &["forward-signals: HUP"]);
-    hup_task(&s, &work, "b", &[]);
-    let mut trc = s.trc(&work, &[]).env("RC_FORWARD_SIGNALS", "HUP").env("RC_VERBOSE", "true").spawn();
-    wait_armed(&s, "a");
-    wait_armed(&s, "b");
-    trc.signal(libc::SIGHUP);
-    trc.wait_for_line("a: got HUP 1");
-    trc.signal(libc::SIGTERM);
-    let out = trc.wait();
-    assert_eq!(out.code(), 143, "{out:?}");
-    assert!(out.stdout.lines().any(|l| l.ends_with("forwarding SIGHUP to a")), "{out:?}");
-    assert!(!out.stdout.contains("b: got HUP"), "{out:?}");
 }
 
 // ----- --stop-delay -------------------------------------------------------------------------

@@ -592,3 +592,55 @@ fn a_non_shell_boot_task_after_a_shell_boot_task_lets_the_boot_go_on() {
         assert!(out.stdout.contains("4-py: boot py ran\n"), "{out:?}");
     }
 }
+
+// --- trcctl ensure in a root without bash ---------------------------------------------------
+
+/// `trcctl ensure` in a root without bash: a word with `#` (`a#b`, `c #d`) is quoted in a
+/// `command:` header, which needs no shell, and the task runs; a command that could only be a
+/// shell fragment (a newline in a word) is refused, not written to fail at every start.
+#[test]
+fn ensure_in_a_root_without_bash_writes_a_command_header_even_with_hashes() {
+    let test = "ensure_in_a_root_without_bash_writes_a_command_header_even_with_hashes";
+    if !can_use_namespaces(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(hello) = static_hello(test, tmp.path()) else { return };
+    let root = tmp.path().join("root");
+    install_with_libs(&trc_bin(), &root, "trc");
+    install_with_libs(&hello, &root, "hello");
+    for dir in ["run", "tmp", "app/trc.d"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for shell in ["bin/bash", "bin/sh"] {
+        assert!(!root.join(shell).exists(), "{shell} in the root");
+    }
+    let mut trc = Running::start(in_chroot(&root, &["-w", "/app", "--wait-policy", "wait_forever"]));
+    // trc's runtime dir is /run/trc/app in its root: trcctl finds it from outside.
+    let ctl = |args: &[&str]| {
+        let mut cmd = clean(TRCCTL);
+        cmd.env_remove("TRC_INSTANCE")
+            .env_remove("TRCCTL_MANAGER")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("RC_RUNTIME_DIR", root.join("run"))
+            .args(["--manager", "trc", "--instance", "app"])
+            .args(args);
+        run(cmd)
+    };
+    common::wait_until("trc in the chroot to answer", || ctl(&["list"]).code == 0);
+
+    let out = ctl(&["ensure", "h", "--", "/bin/hello", "a#b", "c #d", "#"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    trc.wait_for_line("h: hello task=h uid=0 cwd=/ argv: [a#b] [c #d] [#]");
+    let text = std::fs::read_to_string(root.join("app/trc.d/async.h")).unwrap();
+    assert!(text.contains("# command: /bin/hello "), "{text}");
+
+    let out = ctl(&["ensure", "nl", "--", "/bin/hello", "a\nb"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("bash, which is not on trc's PATH (/bin)"), "{out:?}");
+    assert!(!root.join("app/trc.d/async.nl").exists(), "written: {out:?}");
+
+    trc.signal(libc::SIGTERM);
+    let out = trc.wait();
+    assert_eq!(out.code(), 143, "{out:?}");
+}

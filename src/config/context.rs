@@ -83,12 +83,35 @@ pub fn parse_cwd(text: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// `env: KEY=VALUE`.
+/// `env: KEY=VALUE`. A variable of trc's own ([`is_trc_own`]) is refused.
 pub fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
+        Some((key, _)) if is_trc_own(key) => Err(format!(
+            "{key} is one of trc's own variables, which trc sets for every task and no \"env:\" may set ({}, every TRC_* name)",
+            TRC_OWN_VARS.join(", ")
+        )),
         Some((key, value)) if is_env_name(key) => Ok((key.to_owned(), unquote(value.trim()))),
         _ => Err(format!("\"{text}\" is not KEY=VALUE (a name of letters, digits and _, then =)")),
     }
+}
+
+/// The variables trc sets for its tasks itself (with every `TRC_*` name: `TRC_TASK`,
+/// `TRC_STAGE`, `TRC_LOG_PIPE`, `TRC_INSTANCE`, `TRC_EXIT_STATUS`...). A task cannot change
+/// them: an `env:` line naming one is a configuration error, and an env file's line is ignored.
+pub const TRC_OWN_VARS: [&str; 7] = [
+    "MAINPID",
+    "SELF_NAME",
+    "RC_WORK_DIR",
+    "RC_WAIT_POLICY",
+    "RC_RUNTIME_DIR",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+];
+
+/// Whether `key` is one of trc's own variables: [`TRC_OWN_VARS`], a `TRC_*` name, or one of
+/// the `_TRC_*` names its shell prelude is called with.
+pub fn is_trc_own(key: &str) -> bool {
+    TRC_OWN_VARS.contains(&key) || key.starts_with("TRC_") || key.starts_with("_TRC_")
 }
 
 fn is_env_name(key: &str) -> bool {
@@ -261,6 +284,95 @@ pub fn parse_limit(key: &str, text: &str) -> Result<Limit, String> {
     Ok(Limit { resource, soft, hard })
 }
 
+/// The `limit-*` key of a resource.
+pub fn limit_key(resource: libc::__rlimit_resource_t) -> &'static str {
+    LIMITS.iter().find(|(_, r)| *r == resource).map_or("limit-?", |(k, _)| k)
+}
+
+/// A limit value as the directive writes it.
+fn limit_text(value: u64) -> String {
+    if value == libc::RLIM_INFINITY {
+        "infinity".to_owned()
+    } else {
+        value.to_string()
+    }
+}
+
+/// trc's own limit of `resource` (soft, hard).
+fn own_limit(resource: libc::__rlimit_resource_t) -> Option<(u64, u64)> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit(2) writes into the struct we own and reads nothing else.
+    let rc = unsafe { libc::getrlimit(resource, &mut limit) };
+    (rc == 0).then_some((limit.rlim_cur, limit.rlim_max))
+}
+
+/// `CAP_SYS_NICE` and `CAP_SYS_RESOURCE`, as numbered in `capability.h`.
+const CAP_SYS_NICE: u32 = 23;
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Whether trc has capability `cap` in its effective set (`CapEff` of `/proc/self/status`).
+fn has_capability(cap: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << cap) != 0)
+}
+
+/// Whether the kernel will let trc give a task `limit` (set in the child, before it changes
+/// user: with trc's own privileges). A hard limit above trc's own needs `CAP_SYS_RESOURCE`;
+/// no hard limit of open files may pass the kernel's `fs.nr_open`, whoever asks.
+pub fn check_limit_allowed(limit: &Limit) -> Result<(), String> {
+    let key = limit_key(limit.resource);
+    if limit.resource == libc::RLIMIT_NOFILE {
+        let nr_open =
+            std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|t| t.trim().parse().ok());
+        if let Some(nr_open) = nr_open.filter(|&n: &u64| limit.hard > n) {
+            return Err(format!(
+                "{key}: a hard limit of {} is above the kernel's maximum number of open files (fs.nr_open = {nr_open})",
+                limit_text(limit.hard)
+            ));
+        }
+    }
+    let Some((_, own_hard)) = own_limit(limit.resource) else { return Ok(()) };
+    if limit.hard > own_hard && !has_capability(CAP_SYS_RESOURCE) {
+        return Err(format!(
+            "{key}: a hard limit of {} is above trc's own ({}), and trc may not raise it (it lacks CAP_SYS_RESOURCE)",
+            limit_text(limit.hard),
+            limit_text(own_hard)
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the kernel will let trc give a task nice value `nice` (set in the child with trc's
+/// privileges, after its limits): a value below trc's own needs `CAP_SYS_NICE`, or an
+/// `RLIMIT_NICE` (the task's `limit-nice:`, else trc's) of at least 20 - `nice`.
+pub fn check_nice_allowed(nice: i32, task_nice_limit: Option<u64>) -> Result<(), String> {
+    let own = own_nice();
+    if nice >= own || has_capability(CAP_SYS_NICE) {
+        return Ok(());
+    }
+    let needed = (20 - nice) as u64;
+    let allowed = task_nice_limit.or_else(|| own_limit(libc::RLIMIT_NICE).map(|(soft, _)| soft)).unwrap_or(0);
+    if needed <= allowed {
+        return Ok(());
+    }
+    Err(format!(
+        "nice: {nice} is below trc's own nice value ({own}), and trc may not lower it (it lacks CAP_SYS_NICE, and limit-nice is {} where {needed} is needed)",
+        limit_text(allowed)
+    ))
+}
+
+/// trc's own nice value (the 19th field of `/proc/self/stat`).
+fn own_nice() -> i32 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    // After the name: state is field 3, nice field 19.
+    fields.split_whitespace().nth(16).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,7 +417,17 @@ mod tests {
         assert!(parse_umask("9").is_err());
         assert_eq!(parse_nice("-5").unwrap(), -5);
         assert!(parse_nice("20").is_err());
+        // trc's own values are always allowed.
+        assert!(check_nice_allowed(own_nice(), None).is_ok());
+        let (soft, hard) = own_limit(libc::RLIMIT_CORE).unwrap();
+        assert!(check_limit_allowed(&Limit { resource: libc::RLIMIT_CORE, soft, hard }).is_ok());
+        let too_many = Limit { resource: libc::RLIMIT_NOFILE, soft: 1, hard: libc::RLIM_INFINITY };
+        assert!(check_limit_allowed(&too_many).unwrap_err().contains("fs.nr_open"));
         assert_eq!(parse_env("K=\"v w\"").unwrap(), ("K".to_owned(), "v w".to_owned()));
         assert!(parse_env("=v").is_err());
+        for own in ["TRC_TASK=x", "TRC_LOG_PIPE=/tmp/x", "MAINPID=1", "NOTIFY_SOCKET=/x", "_TRC_KIND=x"] {
+            assert!(parse_env(own).unwrap_err().contains("one of trc's own variables"), "{own}");
+        }
+        assert!(parse_env("TRCX=1").is_ok());
     }
 }

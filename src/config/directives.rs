@@ -29,6 +29,7 @@
 
 use super::context::{self, Limit, RunAs};
 use super::probe::{parse_names, Probe};
+use super::Stage;
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::path::PathBuf;
@@ -328,7 +329,25 @@ impl TaskSettings {
             }
         }
         settings.check().map_err(|e| format!("RC_RESTART_DELAY/RC_RESTART_MAX_DELAY: {e}"))?;
+        settings.check_allowed().map_err(|(key, problem)| {
+            let var = KEYS.iter().find(|(k, _)| *k == key).and_then(|(_, v)| *v).unwrap_or("RC_NICE");
+            let value = lookup(var).unwrap_or_default();
+            format!("{var}={value:?}: {problem}")
+        })?;
         Ok(settings)
+    }
+
+    /// Whether the kernel will let trc apply these limits and this nice value (before anything
+    /// starts, rather than a failed start): the error has the key that is refused.
+    fn check_allowed(&self) -> Result<(), (&'static str, String)> {
+        for limit in &self.limits {
+            context::check_limit_allowed(limit).map_err(|e| (context::limit_key(limit.resource), e))?;
+        }
+        if let Some(nice) = self.nice {
+            let nice_limit = self.limits.iter().find(|l| l.resource == libc::RLIMIT_NICE).map(|l| l.soft);
+            context::check_nice_allowed(nice, nice_limit).map_err(|e| ("nice", e))?;
+        }
+        Ok(())
     }
 
     /// Rules between keys.
@@ -345,6 +364,19 @@ impl TaskSettings {
 }
 
 impl TaskSettings {
+    /// The group-wide defaults as they apply to a task of `stage`. A boot task runs as trc's
+    /// user (what it sets becomes trc's: its variables, the boot state, the runtime files it
+    /// writes), so `RC_USER` and `RC_GROUP` are not its defaults; the other defaults are
+    /// (`RC_CWD`, `RC_UMASK`, `RC_NICE`, `RC_LIMIT_*`, `RC_ENV_FILE`...).
+    pub fn defaults_for(&self, stage: Stage) -> TaskSettings {
+        let mut defaults = self.clone();
+        if stage == Stage::Boot {
+            defaults.user = None;
+            defaults.group = None;
+        }
+        defaults
+    }
+
     /// Whether an exit status counts as success: 0, or one of `success-exit-status`.
     pub fn is_success(&self, status: i32) -> bool {
         status == 0 || self.success_exit_status.contains(&status)
@@ -457,6 +489,11 @@ pub fn apply(defaults: &TaskSettings, directives: &[Directive]) -> Result<TaskSe
     }
     let last = directives.last().map_or(1, |d| d.line);
     settings.check().map_err(|problem| DirectiveError { line: last, problem })?;
+    settings.check_allowed().map_err(|(key, problem)| {
+        // The line that set it (a `limit-nice:` may be what makes a default nice refused).
+        let line = directives.iter().rev().find(|d| d.key == key).map_or(last, |d| d.line);
+        DirectiveError { line, problem }
+    })?;
     Ok(settings)
 }
 
@@ -514,18 +551,21 @@ pub fn header_directives(text: &str) -> Result<Vec<Directive>, DirectiveError> {
                 begin + 1
             )));
         };
-        let body = strip_trailing_comment(body.trim_start_matches(comment).trim(), &marker);
+        let whole = body.trim_start_matches(comment).trim();
+        let body = strip_trailing_comment(whole, &marker);
         if body.is_empty() {
             continue;
         }
         let (key, value) = body
             .split_once(':')
             .ok_or_else(|| err(format!("\"{body}\" is not a \"key: value\" directive")))?;
-        directives.push(Directive {
-            line: n + 1,
-            key: key.trim().to_owned(),
-            value: value.trim().to_owned(),
-        });
+        let key = key.trim();
+        // Values in shell quoting keep a comment character inside their quotes.
+        let value = match whole.split_once(':') {
+            Some((_, value)) if QUOTED_KEYS.contains(&key) => strip_trailing_comment_quoted(value, &marker),
+            _ => value,
+        };
+        directives.push(Directive { line: n + 1, key: key.to_owned(), value: value.trim().to_owned() });
     }
     if !ended {
         return Err(DirectiveError {
@@ -563,6 +603,38 @@ fn strip_trailing_comment<'a>(body: &'a str, marker: &str) -> &'a str {
             return body[..i].trim_end();
         }
         prev_space = c.is_whitespace();
+    }
+    body
+}
+
+/// Keys whose values are read with shell quoting (`command: /bin/x 'a #b'`, `env: K="a #b"`):
+/// a comment after them starts outside the quotes.
+const QUOTED_KEYS: [&str; 2] = ["command", "env"];
+
+/// As [`strip_trailing_comment`], but a comment character inside single or double quotes, or
+/// after a backslash, starts no comment. With unbalanced quotes (`env: K=it's  # c`) the plain
+/// rule holds.
+fn strip_trailing_comment_quoted<'a>(body: &'a str, marker: &str) -> &'a str {
+    let comment = marker.chars().next().unwrap_or('#');
+    let (mut quote, mut escaped, mut prev_space) = (None, false, false);
+    for (i, c) in body.char_indices() {
+        let literal = escaped;
+        match quote {
+            _ if escaped => escaped = false,
+            Some('\'') if c == '\'' => quote = None,
+            Some('\'') => {}
+            Some(_) if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\\' => escaped = true,
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == comment && prev_space => return body[..i].trim_end(),
+            None => {}
+        }
+        prev_space = quote.is_none() && !literal && c.is_whitespace();
+    }
+    if quote.is_some() {
+        return strip_trailing_comment(body, marker);
     }
     body
 }
@@ -624,6 +696,22 @@ exec my-daemon
         let s = parse_header(lua, &TaskSettings::default()).unwrap();
         assert_eq!(s.restart_delay, Duration::from_millis(250));
         assert_eq!(s.start_limit, None);
+    }
+
+    #[test]
+    fn quoted_values_keep_their_comment_characters() {
+        let text = "### BEGIN TRC\n\
+# command: /bin/hello 'a #b' \"c #d\" e\\ #f  # a comment\n\
+# env: K=\"v #w\"   # a comment\n\
+# env: L=it's # a comment\n\
+# restart: never # 'a comment'\n\
+### END TRC\n";
+        let d = header_directives(text).unwrap();
+        let values: Vec<&str> = d.iter().map(|d| d.value.as_str()).collect();
+        assert_eq!(values, ["/bin/hello 'a #b' \"c #d\" e\\ #f", "K=\"v #w\"", "L=it's", "never"]);
+        let s = apply(&TaskSettings::default(), &d).unwrap();
+        assert_eq!(s.command.unwrap(), ["/bin/hello", "a #b", "c #d", "e #f"]);
+        assert_eq!(s.env[0], ("K".to_owned(), "v #w".to_owned()));
     }
 
     #[test]

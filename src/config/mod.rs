@@ -9,8 +9,8 @@ mod scan;
 mod settings;
 
 pub use directives::{
-    apply, header_directives, parse_duration, parse_header, parse_signal, read_directives, Directive,
-    DirectiveError, Restart, StartLimit, TaskSettings, KEYS as DIRECTIVE_KEYS,
+    apply, header_directives, parse_duration, parse_forwardable, parse_header, parse_signal, read_directives,
+    Directive, DirectiveError, Restart, StartLimit, TaskSettings, KEYS as DIRECTIVE_KEYS,
 };
 pub use scan::{escape_controls, scan_work_dir, RunMode, TaskFile, TaskFiles};
 pub use settings::{log_style, Settings, WaitPolicy};

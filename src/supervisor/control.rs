@@ -576,11 +576,14 @@ impl Supervisor {
 }
 
 /// `command:`, `cwd:` and `env:` directives for `ensure`'s command, or `None` when one of its
-/// words or values cannot be a directive value (a control character, a `#` that could start
-/// a comment), or its `--cwd` is not a directory now: then the file is a shell fragment.
+/// words or values cannot be a directive value (a control character; in `--cwd`, which is not
+/// quoted, a `#` that could start a comment), or its `--cwd` is not a directory now: then the
+/// file is a shell fragment. A `#` in a word or an `--env` value is fine: it is quoted, and a
+/// `command:` or `env:` value keeps what its quotes hold.
 fn command_directives(spec: &EnsureSpec) -> Option<Vec<(&'static str, String)>> {
-    let plain = |text: &str| !text.contains('#') && !text.chars().any(char::is_control);
-    if spec.command.is_empty() || !spec.command.iter().all(|w| plain(w)) {
+    let one_line = |text: &str| !text.chars().any(char::is_control);
+    let plain = |text: &str| !text.contains('#') && one_line(text);
+    if spec.command.is_empty() || !spec.command.iter().all(|w| one_line(w)) {
         return None;
     }
     let line = shlex::try_join(spec.command.iter().map(String::as_str)).ok()?;
@@ -596,7 +599,7 @@ fn command_directives(spec: &EnsureSpec) -> Option<Vec<(&'static str, String)>> 
         out.push(("cwd", text.to_owned()));
     }
     for (key, value) in &spec.env {
-        if !plain(value) {
+        if !one_line(value) {
             return None;
         }
         let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
@@ -647,6 +650,14 @@ pub fn task_file_text(spec: &EnsureSpec, defaults: &TaskSettings) -> Result<Stri
         spec.name
     ));
     if generated.is_none() {
+        // A shell fragment needs bash at every start: without it, refused now rather than a
+        // task that fails with 127 at every restart.
+        if crate::fsutil::find_in_path(std::ffi::OsStr::new("bash")).is_none() {
+            return Err(format!(
+                "the command cannot be a \"command:\" header (a word or value with a control character, or a --cwd with \"#\" or not a directory now), and its shell fragment needs bash, which is not on trc's PATH ({})",
+                std::env::var("PATH").unwrap_or_default()
+            ));
+        }
         text.push_str(&shell_body(spec).map_err(|e| e.to_string())?);
     }
     // Read it back as the scan will.
@@ -697,10 +708,21 @@ mod tests {
         assert_eq!(settings.command.as_ref(), Some(&with.command), "{text}");
         assert_eq!(settings.cwd.as_ref(), Some(&dir), "{text}");
         assert_eq!(settings.env, [("K".to_owned(), "two \"words\"".to_owned())], "{text}");
-        // A word that cannot be a directive value: a shell fragment.
-        let hash = EnsureSpec { command: vec!["echo".into(), "a #b".into()], ..spec.clone() };
+        // A `#` is quoted in a `command:` (and an `env:`), and read back as it was.
+        let hash = EnsureSpec {
+            command: vec!["echo".into(), "a #b".into(), "c#d".into(), "#".into()],
+            env: vec![("K".into(), "v #w".into())],
+            ..spec.clone()
+        };
         let text = task_file_text(&hash, &defaults).unwrap();
-        assert!(text.ends_with("exec echo 'a #b'\n") && !text.contains("command:"), "{text}");
+        let settings = crate::config::parse_header(&text, &defaults).unwrap();
+        assert_eq!(settings.command.as_ref(), Some(&hash.command), "{text}");
+        assert_eq!(settings.env, [("K".to_owned(), "v #w".to_owned())], "{text}");
+        assert!(!text.contains("exec"), "no shell: {text}");
+        // A word that cannot be a directive value: a shell fragment.
+        let newline = EnsureSpec { command: vec!["echo".into(), "a\nb".into()], ..spec.clone() };
+        let text = task_file_text(&newline, &defaults).unwrap();
+        assert!(text.ends_with("exec echo 'a\nb'\n") && !text.contains("command:"), "{text}");
         let bad = EnsureSpec { directives: vec![("restart".into(), "sometimes".into())], ..spec.clone() };
         assert!(task_file_text(&bad, &defaults).unwrap_err().starts_with("restart: "));
         let unknown = EnsureSpec { directives: vec![("colour".into(), "red".into())], ..spec };

@@ -252,36 +252,6 @@ impl Supervisor {
         }
     }
 
-    /// Passes a `--forward-signals` signal to the process group of every running async task,
-    /// or, when some async tasks name it in their `forward-signals:`, of those alone.
-    fn forward_signal(&mut self, sig: i32) {
-        let Ok(signal) = nix::sys::signal::Signal::try_from(sig) else { return };
-        let asyncs: Vec<(TaskId, bool)> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| {
-                t.stage == Stage::Async && matches!(t.state(), State::Starting { .. } | State::Running { .. })
-            })
-            .map(|(id, t)| (id, t.settings().forward_signals.contains(&signal)))
-            .collect();
-        let chosen = asyncs.iter().any(|(_, named)| *named);
-        let mut names = Vec::new();
-        for (id, named) in asyncs {
-            if chosen && !named {
-                continue;
-            }
-            if let Some(pid) = self.tasks[id].pid() {
-                super::reap::signal_group(pid, signal);
-                names.push(self.tasks[id].name.clone());
-            }
-        }
-        info!(
-            "forwarding SIG{} to {}",
-            signals::name(sig),
-            if names.is_empty() { "no task (none runs)".to_owned() } else { names.join(", ") }
-        );
-    }
-
     /// The drain delay is over (or cut short): the group ends with the signal's status.
     fn end_drain(&mut self) {
         if let Some(drain) = self.group.draining.take() {
@@ -529,6 +499,7 @@ impl Supervisor {
     /// Starts the async tasks and the sync chain.
     fn begin_running(&mut self) {
         self.group.phase = Phase::Running;
+        self.warn_unforwarded();
         debug!("Looking for `halt` commands...");
         debug!("Looking for `async` scripts and commands...");
         let mut asyncs = self.add_file_tasks(Stage::Async);

@@ -17,6 +17,26 @@ use std::rc::Rc;
 use tokio::time::Instant;
 use tracing::{debug, error, info};
 
+/// What [`Supervisor::prepare_context`] makes ready for one start of a task.
+struct Prepared {
+    context: spawn::Context,
+    /// Its `env-file:` and `env:` variables (and HOME, USER, LOGNAME of its `user:`).
+    env: Vec<(OsString, OsString)>,
+    /// Its own copy of the boot state, when it runs as another user.
+    state: Option<PathBuf>,
+    /// The prelude file it can read (`None`: inline).
+    prelude: Option<PathBuf>,
+}
+
+/// The files a shell task reads and writes: the boot state it restores, the prelude, and (a
+/// boot task) where it saves its own state.
+#[derive(Clone, Copy)]
+struct ShellFiles<'a> {
+    state: Option<&'a Path>,
+    prelude: Option<&'a Path>,
+    save_to: Option<&'a Path>,
+}
+
 impl Supervisor {
     /// Adds the file tasks of `stage` to the table, in run order.
     pub(super) fn add_file_tasks(&mut self, stage: Stage) -> Vec<TaskId> {
@@ -53,7 +73,7 @@ impl Supervisor {
     }
 
     /// Adds a task to the table; its settings are the group's defaults as they are now (after
-    /// boot) with the file's directives on top.
+    /// boot; without `RC_USER`/`RC_GROUP` for a boot task) with the file's directives on top.
     pub(super) fn add_task(
         &mut self,
         name: String,
@@ -61,11 +81,12 @@ impl Supervisor {
         source: Source,
         directives: &[Directive],
     ) -> TaskId {
-        let settings = apply(&self.settings.task, directives).unwrap_or_else(|e| {
+        let defaults = self.settings.task.defaults_for(stage);
+        let settings = apply(&defaults, directives).unwrap_or_else(|e| {
             if let Source::File { path, .. } = &source {
                 error!("{}:{}: {} (using the defaults)", path.display(), e.line, e.problem);
             }
-            self.settings.task.clone()
+            defaults.clone()
         });
         self.tasks.add(Task::new(name, stage, source, settings))
     }
@@ -86,9 +107,14 @@ impl Supervisor {
         self.set_up_logs(id);
         let save_to = (self.tasks[id].stage == Stage::Boot).then(|| self.boot_save_path(id));
         let prepared = self.prepare_context(id);
-        let spawned = prepared.and_then(|(context, env, state)| {
-            let mut spec = self.spec_for(id, save_to.as_deref(), env, state.as_deref());
-            spec.context = context;
+        let spawned = prepared.and_then(|prepared| {
+            let files = ShellFiles {
+                state: prepared.state.as_deref().or(self.boot_state.as_deref()),
+                prelude: prepared.prelude.as_deref(),
+                save_to: save_to.as_deref(),
+            };
+            let mut spec = self.spec_for(id, files, prepared.env);
+            spec.context = prepared.context;
             self.probe_prepare(id, &mut spec);
             self.open_runtime_files(id)?;
             self.tasks[id].runs_bash = spec.program == "bash";
@@ -279,13 +305,10 @@ impl Supervisor {
     }
 
     /// The task's execution context for the child, the variables of its `env-file:` and
-    /// `env:` (files read now, at every start), and for a shell task running as another user its
-    /// own readable copy of the boot state. An env file that cannot be read fails the start.
-    #[allow(clippy::type_complexity)]
-    fn prepare_context(
-        &mut self,
-        id: TaskId,
-    ) -> std::io::Result<(spawn::Context, Vec<(OsString, OsString)>, Option<PathBuf>)> {
+    /// `env:` (files read now, at every start), and the shell files it reads: for a task
+    /// running as another user, its own copies (`access.rs`). An env file that cannot be read
+    /// fails the start.
+    fn prepare_context(&mut self, id: TaskId) -> std::io::Result<Prepared> {
         let settings = self.tasks[id].settings().clone();
         let mut env: Vec<(OsString, OsString)> = Vec::new();
         if let Some(user) = &settings.user {
@@ -306,7 +329,10 @@ impl Supervisor {
         for (path, optional) in &settings.env_files {
             let vars =
                 crate::config::context::read_env_file(path, *optional).map_err(std::io::Error::other)?;
-            env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+            // trc's own variables stay trc's: such a line of an env file is ignored (an `env:`
+            // line naming one was refused before anything started).
+            let vars = vars.into_iter().filter(|(k, _)| !crate::config::context::is_trc_own(k));
+            env.extend(vars.map(|(k, v)| (k.into(), v.into())));
         }
         env.extend(settings.env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
         // trc's own user and group: nothing to switch (and no privilege to set groups with).
@@ -320,63 +346,13 @@ impl Supervisor {
             nice: settings.nice,
             limits: settings.limits.clone(),
         };
-        let state = match (&self.boot_state, self.other_user(id)) {
-            (Some(state), Some((uid, gid))) => {
-                let copy = self.runtime_dir.path().join(format!("state.{id}.sh"));
-                let _ = std::fs::remove_file(&copy);
-                std::fs::copy(state, &copy)?;
-                nix::unistd::chown(&copy, Some(uid.into()), Some(gid.into()))?;
-                Some(copy)
-            }
-            _ => None,
-        };
-        Ok((context, env, state))
+        let (state, prelude) = self.shell_files_for(id)?;
+        Ok(Prepared { context, env, state, prelude })
     }
 
-    /// The uid and gid a task runs as, when either is not trc's.
-    pub(super) fn other_user(&self, id: TaskId) -> Option<(u32, u32)> {
-        let settings = self.tasks[id].settings();
-        let (euid, egid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
-        let uid = settings.user.as_ref().map_or(euid, |u| u.uid);
-        let gid = settings.group.or(settings.user.as_ref().map(|u| u.gid)).unwrap_or(egid);
-        (uid != euid || gid != egid).then_some((uid, gid))
-    }
-
-    /// A task running as another user reaches the runtime files it needs: the runtime dir
-    /// (and its base) become searchable (not listable: 0711), and its own log pipes and notify
-    /// socket are given to its user (0600). Nothing else there is readable to it.
-    fn open_runtime_files(&mut self, id: TaskId) -> std::io::Result<()> {
-        let Some((uid, gid)) = self.other_user(id) else { return Ok(()) };
-        if let Some(why) = unreachable_runtime_dir(self.runtime_dir.path(), uid, gid) {
-            return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why));
-        }
-        if let Err(e) = self.runtime_dir.allow_traversal() {
-            error!("cannot open the runtime dir to tasks of other users: {e}");
-        }
-        let mut paths = Vec::new();
-        if let Some(logs) = self.logs.get(&id) {
-            paths.push(logs.stdout.path().to_owned());
-            paths.push(logs.stderr.path().to_owned());
-        }
-        paths.extend(self.notify_socket_path(id));
-        for path in paths {
-            if let Err(e) = nix::unistd::chown(&path, Some(uid.into()), Some(gid.into())) {
-                error!("{}: cannot give {} to uid {uid}: {e}", self.tasks[id].name, path.display());
-            }
-        }
-        Ok(())
-    }
-
-    /// What runs a task: its own program, or bash with the prelude; `context_env` (its
-    /// `env-file:` and `env:`) on top of trc's variables, under trc's own `TRC_*`; `state`: the
-    /// boot state to restore, when not the shared one.
-    fn spec_for(
-        &self,
-        id: TaskId,
-        save_to: Option<&Path>,
-        context_env: Vec<(OsString, OsString)>,
-        state: Option<&Path>,
-    ) -> SpawnSpec {
+    /// What runs a task: its own program, or bash with the prelude (`files`); `context_env` (its
+    /// `env-file:` and `env:`) on top of trc's variables, under trc's own `TRC_*`.
+    fn spec_for(&self, id: TaskId, files: ShellFiles, context_env: Vec<(OsString, OsString)>) -> SpawnSpec {
         let task = &self.tasks[id];
         let task_argv = self.cli.task_argv();
         let after_state = after_state_code(task.settings(), &context_env);
@@ -386,12 +362,12 @@ impl Supervisor {
                 kind,
                 src,
                 args,
-                state: state.or(self.boot_state.as_deref()),
-                save_to,
+                state: files.state,
+                save_to: files.save_to,
                 arg0: &self.arg0,
                 stop_signal: task.settings().stop_signal,
                 after_state: after_state.as_deref(),
-                prelude_file: self.prelude_file.as_deref(),
+                prelude_file: files.prelude,
                 name: &task.name,
             }
             .command();
@@ -492,27 +468,4 @@ fn after_state_code(settings: &crate::config::TaskSettings, env: &[(OsString, Os
         ));
     }
     (!code.is_empty()).then_some(code)
-}
-
-/// Why a task running as `uid`:`gid` could not reach the runtime dir at `path` once trc has
-/// made its own dirs searchable: a directory above them that is closed to it (a 0700
-/// `$XDG_RUNTIME_DIR`, say; trc does not open up directories that are not its own).
-pub(super) fn unreachable_runtime_dir(path: &Path, uid: u32, gid: u32) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let base = path.parent().unwrap_or(Path::new("/"));
-    for dir in base.ancestors().skip(1) {
-        let Ok(meta) = std::fs::metadata(dir) else { continue };
-        let passes = meta.mode() & 0o001 != 0
-            || (meta.uid() == uid && meta.mode() & 0o100 != 0)
-            || (meta.gid() == gid && meta.mode() & 0o010 != 0);
-        if !passes {
-            return Some(format!(
-                "a task running as uid {uid} could not reach trc's runtime dir {}: {} (mode {:o}) is closed to it; give trc a runtime dir it can reach with --runtime-dir DIR or RC_RUNTIME_DIR=DIR",
-                path.display(),
-                dir.display(),
-                meta.mode() & 0o7777
-            ));
-        }
-    }
-    None
 }

@@ -109,8 +109,9 @@ impl Record {
             text.push_str(&format!("+{pgid} {start}\n"));
         }
         let tmp = self.path.with_extension("new");
-        let made = std::fs::write(&tmp, &text)
-            .and_then(|()| std::fs::OpenOptions::new().append(true).open(&tmp))
+        // trc's alone (0600): tasks of other users reach the runtime dir.
+        let made = private_file(&tmp)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()).map(|()| file))
             .and_then(|file| std::fs::rename(&tmp, &self.path).map(|()| file));
         match made {
             Ok(file) => self.file = Some(file),
@@ -235,6 +236,13 @@ impl Stat {
 
 fn comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_owned()).unwrap_or_default()
+}
+
+/// A new file at `path` (one left there is replaced), mode 0600, open for appending.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new().append(true).create_new(true).mode(0o600).open(path)
 }
 
 /// This boot's id: start times are clock ticks since boot, meaningless across a reboot.

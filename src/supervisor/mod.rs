@@ -13,12 +13,16 @@
 //! the wait policy; `machine.rs` a task's states; `task.rs` the table; `launch.rs` from a
 //! task to a process; `teardown.rs` stopping, lingering groups, the sweep; `control.rs`
 //! trcctl's verbs; `files.rs` ensure/reload's file work on a worker thread; `leftovers.rs`
-//! the record of task groups in the runtime dir, and stopping those a dead trc left.
+//! the record of task groups in the runtime dir, and stopping those a dead trc left;
+//! `access.rs` what of the runtime dir a task of another user reaches; `forward.rs` who gets
+//! a `--forward-signals` signal.
 
+mod access;
 pub mod control;
 mod deps;
 mod event;
 mod files;
+mod forward;
 mod group;
 mod launch;
 mod leftovers;
@@ -119,10 +123,19 @@ pub fn run(setup: Setup) -> i32 {
     // The instance name is this trc's alone: a nested trc must not inherit it.
     let instance = setup.cli.instance.clone().or_else(|| std::env::var("RC_INSTANCE").ok());
     std::env::remove_var("RC_INSTANCE");
+    // A relative runtime dir (the option's or RC_RUNTIME_DIR's) is taken from trc's cwd now:
+    // a task with its own `cwd:` (its log pipe, the prelude, trcctl in it) must find the same
+    // place.
+    let explicit_runtime_dir = setup.cli.runtime_dir.as_deref().map(absolute);
+    if let Some(dir) = std::env::var_os("RC_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        if Path::new(&dir).is_relative() {
+            std::env::set_var("RC_RUNTIME_DIR", absolute(Path::new(&dir)));
+        }
+    }
     let mut runtime_dir = match RuntimeDir::create(
         instance.as_deref().filter(|s| !s.is_empty()),
         &crate::runtime_dir::default_name(&work_dir),
-        setup.cli.runtime_dir.as_deref(),
+        explicit_runtime_dir.as_deref(),
     ) {
         Ok(dir) => dir,
         Err(e) => return config_error(&e, EXIT_CONFIG),
@@ -130,14 +143,15 @@ pub fn run(setup: Setup) -> i32 {
     // Tasks that run as another user must reach their files in it.
     for stage in crate::config::Stage::ALL {
         for file in files.stage(stage) {
-            let Ok(task) = crate::config::apply(&settings.task, &file.directives) else { continue };
+            let defaults = settings.task.defaults_for(stage);
+            let Ok(task) = crate::config::apply(&defaults, &file.directives) else { continue };
             let uid = task.user.as_ref().map_or(nix::unistd::geteuid().as_raw(), |u| u.uid);
             let gid =
                 task.group.or(task.user.as_ref().map(|u| u.gid)).unwrap_or(nix::unistd::getegid().as_raw());
             if uid == nix::unistd::geteuid().as_raw() && gid == nix::unistd::getegid().as_raw() {
                 continue;
             }
-            if let Some(why) = launch::unreachable_runtime_dir(runtime_dir.path(), uid, gid) {
+            if let Some(why) = access::unreachable_runtime_dir(runtime_dir.path(), uid, gid) {
                 return config_error(&format!("{}: {why}", file.path.display()), EXIT_CONFIG);
             }
         }
@@ -239,6 +253,7 @@ pub fn run(setup: Setup) -> i32 {
             teardown_held: Vec::new(),
             ready_sent: false,
             prelude_file,
+            user_preludes: HashMap::new(),
         };
         supervisor.run().await
     })
@@ -300,6 +315,11 @@ fn work_dir(cli: &CommandLine) -> (PathBuf, String) {
     let shown = std::env::var_os("PWD").map(PathBuf::from).filter(|p| p.is_absolute() && same_as_cwd(p));
     let label = shown.unwrap_or_else(|| cwd.clone()).display().to_string();
     (cwd, label)
+}
+
+/// `path` made absolute against the current directory (as it is, if that cannot be known).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Whether trc runs in the foreground process group of the terminal on its stdin.
@@ -373,8 +393,10 @@ struct Supervisor {
     teardown_held: Vec<TaskId>,
     /// trc's own READY=1 has been sent.
     ready_sent: bool,
-    /// The bash prelude as a file in the runtime dir (shell tasks source it).
+    /// The bash prelude as a file in the runtime dir (shell tasks source it), trc's alone.
     prelude_file: Option<PathBuf>,
+    /// The copies of the prelude for the users tasks run as (`access.rs`), by uid.
+    user_preludes: HashMap<u32, PathBuf>,
 }
 
 /// A task's two log pipes, their pumps and its recent lines.

@@ -690,6 +690,8 @@ fn notify_reader(
 ) -> std::io::Result<JoinHandle<()>> {
     let _ = std::fs::remove_file(&path);
     let socket = tokio::net::UnixDatagram::bind(&path)?;
+    // The task's alone (given to its user when it runs as another): not trc's umask's mode.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     Ok(tokio::task::spawn_local(async move {
         let mut buf = vec![0u8; NOTIFY_MAX];
         loop {

@@ -83,12 +83,13 @@ pub struct Context {
 
 /// The steps of the child that can fail, as reported with their errno.
 const STEP_EXEC: u32 = 0;
-const STEP_LIMITS: u32 = 1;
 const STEP_NICE: u32 = 2;
 const STEP_GROUPS: u32 = 3;
 const STEP_GID: u32 = 4;
 const STEP_UID: u32 = 5;
 const STEP_CWD: u32 = 6;
+/// A resource limit that failed: this plus its resource number (so the message names it).
+const STEP_LIMIT_OF: u32 = 0x100;
 
 /// What failed in the child before (or at) its exec.
 #[derive(Debug)]
@@ -101,8 +102,11 @@ pub struct ChildError {
 
 impl std::fmt::Display for ChildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(resource) = self.step.checked_sub(STEP_LIMIT_OF) {
+            let key = crate::config::context::limit_key(resource);
+            return write!(f, "cannot set its resource limit {key}: {}", self.error);
+        }
         let step = match self.step {
-            STEP_LIMITS => "cannot set its resource limits: ",
             STEP_NICE => "cannot set its nice value: ",
             STEP_GROUPS => "cannot set its groups: ",
             STEP_GID => "cannot set its group: ",
@@ -449,7 +453,7 @@ unsafe fn apply_context(plan: &ChildPlan) -> Result<(), u32> {
         for i in 0..plan.limits_len {
             let (resource, limit) = &*plan.limits.add(i);
             if libc::setrlimit(*resource, limit) != 0 {
-                return Err(STEP_LIMITS);
+                return Err(STEP_LIMIT_OF + *resource);
             }
         }
         if let Some(nice) = plan.nice {
@@ -636,6 +640,16 @@ mod tests {
         let error = spawned.exec_report.take().expect("a cwd error");
         assert!(!error.at_exec);
         assert_eq!(error.to_string(), "cannot enter its cwd: No such file or directory (os error 2)");
+        // A limit the kernel refuses (even to root: open files past fs.nr_open) is named.
+        let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open").unwrap().trim().parse().unwrap();
+        let mut bad_limit = spec("/bin/true", &[]);
+        let limit =
+            crate::config::context::Limit { resource: libc::RLIMIT_NOFILE, soft: 64, hard: nr_open + 1 };
+        bad_limit.context.limits = vec![limit];
+        let spawned = spawn(&bad_limit).unwrap();
+        assert_eq!(reap(spawned.pid), WaitStatus::Exited(spawned.pid, 126));
+        let error = spawned.exec_report.take().expect("a limit error");
+        assert!(error.to_string().starts_with("cannot set its resource limit limit-nofile: "), "{error}");
         // A name not in $PATH fails before the fork.
         let error = spawn(&spec("trc-test-no-such-program", &[])).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
