@@ -596,15 +596,30 @@ fn block_marker(line: &str, words: &str) -> Option<String> {
 /// `on-failure   # never | ...` → `on-failure`: a comment after the value, introduced by
 /// whitespace and the file's comment character.
 fn strip_trailing_comment<'a>(body: &'a str, marker: &str) -> &'a str {
-    let comment = marker.chars().next().unwrap_or('#');
     let mut prev_space = false;
     for (i, c) in body.char_indices() {
-        if c == comment && prev_space {
+        if prev_space && starts_comment(&body[i..], marker) {
             return body[..i].trim_end();
         }
         prev_space = c.is_whitespace();
     }
     body
+}
+
+/// Whether `rest` starts a comment in the file's syntax: `#` (or `;`...) at once; for `--`
+/// and `//` the two characters and then a space or the end, so that `--port 8080` and `-q`
+/// are words of a value, not comments.
+fn starts_comment(rest: &str, marker: &str) -> bool {
+    let comment = marker.chars().next().unwrap_or('#');
+    match comment {
+        '-' | '/' => {
+            let mut chars = rest.chars();
+            chars.next() == Some(comment)
+                && chars.next() == Some(comment)
+                && chars.next().is_none_or(char::is_whitespace)
+        }
+        _ => rest.starts_with(comment),
+    }
 }
 
 /// Keys whose values are read with shell quoting (`command: /bin/x 'a #b'`, `env: K="a #b"`):
@@ -615,7 +630,6 @@ const QUOTED_KEYS: [&str; 2] = ["command", "env"];
 /// after a backslash, starts no comment. With unbalanced quotes (`env: K=it's  # c`) the plain
 /// rule holds.
 fn strip_trailing_comment_quoted<'a>(body: &'a str, marker: &str) -> &'a str {
-    let comment = marker.chars().next().unwrap_or('#');
     let (mut quote, mut escaped, mut prev_space) = (None, false, false);
     for (i, c) in body.char_indices() {
         let literal = escaped;
@@ -628,7 +642,7 @@ fn strip_trailing_comment_quoted<'a>(body: &'a str, marker: &str) -> &'a str {
             Some(_) => {}
             None if c == '\\' => escaped = true,
             None if c == '\'' || c == '"' => quote = Some(c),
-            None if c == comment && prev_space => return body[..i].trim_end(),
+            None if prev_space && starts_comment(&body[i..], marker) => return body[..i].trim_end(),
             None => {}
         }
         prev_space = quote.is_none() && !literal && c.is_whitespace();
@@ -696,6 +710,14 @@ exec my-daemon
         let s = parse_header(lua, &TaskSettings::default()).unwrap();
         assert_eq!(s.restart_delay, Duration::from_millis(250));
         assert_eq!(s.start_limit, None);
+        // Options of a value are words, not comments: only `--`/`//` and a space start one.
+        let sql = "-- BEGIN TRC\n-- command: /app/srv --port 8080 -q   -- the server\n-- END TRC\n";
+        let s = parse_header(sql, &TaskSettings::default()).unwrap();
+        let argv: Vec<&str> = s.command.iter().flatten().map(String::as_str).collect();
+        assert_eq!(argv, ["/app/srv", "--port", "8080", "-q"]);
+        let js = "// BEGIN TRC\n// health: check curl -sf http://127.0.0.1/ //x // c\n// END TRC\n";
+        let s = parse_header(js, &TaskSettings::default()).unwrap();
+        assert_eq!(format!("{:?}", s.health).matches("//x").count(), 1, "{:?}", s.health);
     }
 
     #[test]
