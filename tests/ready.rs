@@ -485,7 +485,7 @@ fn trc_s_status_counts_an_unhealthy_task() {
     loop {
         manager.take();
         let status =
-            manager.seen.iter().filter_map(|m| m.lines().find_map(|l| l.strip_prefix("STATUS="))).last();
+            manager.seen.iter().filter_map(|m| m.lines().find_map(|l| l.strip_prefix("STATUS="))).next_back();
         if status.is_some_and(|s| s.contains("; 1 ready, 1 unhealthy")) {
             break;
         }
