@@ -210,6 +210,30 @@ fn logs_follow_prints_new_lines() {
     assert_eq!(s.list(&[]).len(), 1);
 }
 
+/// `trcctl logs -f quiet | head -1`: once its reader is gone, the follower of a task that has
+/// gone quiet ends at once (it waits on its stdout too), not at the task's next line.
+#[test]
+fn logs_follow_ends_when_its_reader_goes_away() {
+    use std::io::BufRead;
+    let s = Sandbox::new();
+    let work = s.work("app");
+    task(&work, "quiet", "echo first\nexec sleep 1000\n");
+    let _trc = s.start(&work);
+    s.wait_sleeping("quiet");
+
+    let mut cmd = s.trcctl();
+    cmd.args(["--manager", "trc", "logs", "-f", "quiet"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut follower = common::Spawned::spawn(&mut cmd);
+    let mut head = std::io::BufReader::new(follower.stdout.take().unwrap());
+    let mut line = String::new();
+    head.read_line(&mut line).unwrap();
+    assert_eq!(line, "first\n");
+    drop(head); // `head -1` exits
+    let status = follower.wait_deadline(common::DEADLINE);
+    assert!(status.success(), "trcctl logs -f: {status}");
+    assert_eq!(s.list(&[]).len(), 1);
+}
+
 // ----- ensure ---------------------------------------------------------------------------------
 
 #[test]
