@@ -117,6 +117,38 @@ check "man -l trc.d.5.gz" man_clean 'TRC.D(5)' -l "$man_dir/man5/trc.d.5.gz"
 check "man trc" man_clean 'TRC(1)' -M "$man_dir" trc
 check "man trcctl" man_clean 'TRCCTL(1)' -M "$man_dir" trcctl
 check "man 5 trc.d" man_clean 'TRC.D(5)' -M "$man_dir" 5 trc.d
+# man_section SECTION MAN-ARGS...: the text of one section of a rendered page.
+man_section() {
+    local name=$1
+    shift
+    man "$@" 2>/dev/null | awk -v s="$name" '/^[A-Z]/ { on = ($0 == s); next } on'
+}
+# has_all SECTION 'WORD...' MAN-ARGS...: the section holds every word (fixed strings, split on
+# spaces, not globbed; a % in a word stands for a space).
+has_all() {
+    local name=$1 text word
+    local -a words
+    read -ra words <<<"$2"
+    shift 2
+    text=$(man_section "$name" "$@")
+    [ -n "$text" ] || { echo "no $name section"; return 1; }
+    for word in "${words[@]}"; do
+        word=${word//%/ }
+        grep -qF -- "$word" <<<"$text" || { echo "$name: no \"$word\" in:"; echo "$text"; return 1; }
+    done
+}
+check "man trcctl: SYNOPSIS shows the options' values" has_all SYNOPSIS \
+    '[--manager%MANAGER] [--instance%NAME] [--timeout%DURATION] [--host%[USER@]HOST[:PORT]] VERB' \
+    -M "$man_dir" trcctl
+check "man trc: SYNOPSIS shows the options' values" has_all SYNOPSIS \
+    '[-w|--workdir%DIR] [-B%CMDS]... [--wait-policy%POLICY] [--stop-timeout%DURATION] [COMMAND...]' \
+    -M "$man_dir" trc
+check "man trcctl: ENVIRONMENT names its variables" has_all ENVIRONMENT \
+    'TRCCTL_MANAGER TRCCTL_HOST TRCCTL_REMOTE TRCCTL_TIMEOUT TRCCTL_SSH TRC_INSTANCE TRCCTL_TMUX_SOCKET SVDIR' \
+    -M "$man_dir" trcctl
+check "man trc: ENVIRONMENT names the RC_* variables" has_all ENVIRONMENT \
+    'RC_WORK_DIR=DIR RC_WAIT_POLICY RC_LOG_FORMAT RC_USER RC_LIMIT_NOFILE NOTIFY_SOCKET JOURNAL_STREAM' \
+    -M "$man_dir" trc
 check "man trcctl documents every verb" bash -c '
     out=$(man -M "$1" trcctl 2>/dev/null)
     for verb in list status start stop restart signal ensure start-all logs reload instances check; do

@@ -277,6 +277,9 @@ sleep 100
 EOF
     printf '%s\n' 'exec sleep infinity' > "$pl/opt/wd/trc.d/async.idle"
     printf '[Service]\nWatchdogSec=2s\nLimitCORE=0\n' > "$pl/dropin/watchdog.conf"
+    # trc@usage: a usage error (status 2), an option trc does not know.
+    printf '[Service]\nExecStart=\nExecStart=/usr/local/bin/trc --workdir /opt/demo --no-such-option\n' \
+        > "$pl/dropin/usage.conf"
     # What systemd saw when trc@demo's trc exited (the unit is unloaded once inactive).
     printf '%s\n' '[Service]' \
         'ExecStopPost=/bin/sh -c '"'"'printf "result=%%s\\ncode=%%s\\nstatus=%%s\\n" "$SERVICE_RESULT" "$EXIT_CODE" "$EXIT_STATUS" > /run/trc-demo.exit'"'" \
@@ -318,8 +321,10 @@ install_trc() {
     ns sh -c 'install -m 755 /payload/trc /payload/trcctl /usr/local/bin/ &&
         install -m 644 /payload/trc@.service /etc/systemd/system/ &&
         cp -r /payload/opt/. /opt/ &&
-        mkdir -p /etc/systemd/system/trc@wd.service.d /etc/systemd/system/trc@demo.service.d &&
+        mkdir -p /etc/systemd/system/trc@wd.service.d /etc/systemd/system/trc@demo.service.d \
+            /etc/systemd/system/trc@usage.service.d &&
         cp /payload/dropin/watchdog.conf /etc/systemd/system/trc@wd.service.d/ &&
+        cp /payload/dropin/usage.conf /etc/systemd/system/trc@usage.service.d/ &&
         cp /payload/dropin/exit.conf /etc/systemd/system/trc@demo.service.d/ &&
         systemctl daemon-reload' || bad "install failed"
     matches "trc --version" "$(ns trc --version)" '^trc '
@@ -449,17 +454,22 @@ config_errors() {
     local u
     ns systemctl start trc@typo > /dev/null 2>&1 && bad "systemctl start trc@typo succeeded"
     ns systemctl start trc@bad > /dev/null 2>&1 && bad "systemctl start trc@bad succeeded"
-    say "systemctl start trc@typo, trc@bad: failed as expected; waiting 3 s (RestartSec=2s) for a retry"
+    ns systemctl start trc@usage > /dev/null 2>&1 && bad "systemctl start trc@usage succeeded"
+    say "systemctl start trc@typo, trc@bad, trc@usage: failed as expected; waiting 3 s (RestartSec=2s) for a retry"
     sleep 3
-    for u in typo bad; do
+    for u in typo bad usage; do
         is "trc@$u ActiveState" "$(prop "trc@$u" ActiveState)" failed
         is "trc@$u Result" "$(prop "trc@$u" Result)" exit-code
-        is "trc@$u ExecMainStatus" "$(prop "trc@$u" ExecMainStatus)" 78
+        is "trc@$u ExecMainStatus" "$(prop "trc@$u" ExecMainStatus)" "$([ $u = usage ] && echo 2 || echo 78)"
         is "trc@$u NRestarts" "$(prop "trc@$u" NRestarts)" 0
     done
     matches "journalctl -u trc@typo -p err (trc's lines)" "$(jctl -u trc@typo -p err SYSLOG_IDENTIFIER=trc)" '/opt/typo'
     matches "journalctl -u trc@bad -p err (trc's lines)" "$(jctl -u trc@bad -p err SYSLOG_IDENTIFIER=trc)" \
         '/opt/bad/trc.d/async.x:2'
+    matches "journalctl -u trc@usage -p err (a usage error)" "$(jctl -u trc@usage -p err SYSLOG_IDENTIFIER=trc)" \
+        "^error: unexpected argument '--no-such-option' found"
+    is "journalctl -u trc@usage -p info..info (none of it at info)" \
+        "$(jctl -u trc@usage -p info..info SYSLOG_IDENTIFIER=trc | grep -c .)" 0
     is "trc@typo: starts in the journal" "$(jctl -u trc@typo | grep -c 'Starting trc@typo')" 1
 }
 
@@ -627,13 +637,13 @@ if [ "${#FAILED[@]}" != 0 ]; then
     say "systemd did not boot: no further checks"
     exit 1
 fi
-check "install trc, trcctl, trc@.service; /opt/demo, /opt/bad, /opt/wd, drop-ins" install_trc
+check "install trc, trcctl, trc@.service; /opt/demo, /opt/bad, /opt/wd, drop-ins (wd, demo, usage)" install_trc
 check "trc@demo starts, and is active only after READY=1 (web ready after ${WEB_DELAY} s)" demo_start
 check "STATUS= names the tasks and how many are ready" demo_status
 check "journalctl -u trc@demo TRC_TASK=<name> filters one task" demo_journal
 check "a killed task (restart: on-failure) restarts; the unit stays up" demo_kill
 check "systemctl stop: Result=success, status 143, the cgroup empty" demo_stop
-check "config errors (no /opt/typo, a bad directive): -p err, status 78, no retry" config_errors
+check "config errors (no /opt/typo, a bad directive): -p err, status 78; a usage error: -p err, status 2; no retry" config_errors
 check "WatchdogSec=2s (drop-in): trc keeps the unit alive; SIGSTOP fires it" watchdog
 check "trcctl --manager systemd ensure: created, unchanged, updated (web.service)" ctl_ensure
 check "trcctl --manager systemd list, status" ctl_list_status

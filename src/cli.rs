@@ -33,7 +33,7 @@ Environment (each long option sets the variable of the same meaning; the option 
   RC_HEALTH_INTERVAL=DUR  how often a health check runs (default 10s)
   RC_HEALTH_TIMEOUT=DUR   one probe is given up after this (default 5s)
   RC_HEALTH_RETRIES=N     failed health checks in a row that make a task unhealthy (default 3)
-  RC_FORWARD_SIGNALS=LIST pass these signals (HUP,USR2) on to the tasks, not ending trc
+  RC_FORWARD_SIGNALS=LIST pass these signals (HUP,USR2) on to the tasks instead of ending trc
   RC_STOP_DELAY=DUR       on the first terminating signal, report not ready for this long first
   RC_RUNTIME_DIR=DIR      make the runtime dir below DIR (DIR/trc/NAME); trcctl looks there too
   RC_INSTANCE=NAME        the instance name trcctl knows this trc by (default: the work

@@ -1,6 +1,7 @@
 //! `trc`: parse the command line and hand over to the supervisor.
 
 use std::ffi::OsString;
+use std::io::Write;
 use trc::cli::CommandLine;
 use trc::logs::{writer, Console};
 use trc::supervisor::{self, Setup};
@@ -9,7 +10,7 @@ fn main() {
     open_missing_stdio();
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| OsString::from("trc"));
-    let cli = CommandLine::parse_args(args).unwrap_or_else(|e| e.exit());
+    let cli = CommandLine::parse_args(args).unwrap_or_else(|e| exit_on(e));
     let self_name = self_name(&arg0);
     let console = Console::new(&self_name, std::process::id());
     console.install();
@@ -23,6 +24,22 @@ fn main() {
     // lost; there is no one left to tell.
     let _unwritten = writer::finish(writer::EXIT_GRACE);
     std::process::exit(status);
+}
+
+/// Help and version (0, on stdout) as clap prints them; a usage error (2, on stderr) too,
+/// except when stderr is the journal (trc as a systemd service): then each line goes out at
+/// priority 3 (the syslog prefix `<3>`), as a configuration error (78) does, so that
+/// `journalctl -u trc@NAME -p err` says why the unit failed.
+fn exit_on(e: clap::Error) -> ! {
+    if e.use_stderr() && trc::logs::journal::stderr_is_journal() {
+        // Rendered without styles (clap's Display), so no colour codes reach the journal.
+        let text = trc::logs::journal::with_priority(3, &e.render().to_string());
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(text.as_bytes());
+        let _ = stderr.flush();
+        std::process::exit(e.exit_code());
+    }
+    e.exit()
 }
 
 /// TrivialRC's `SELF_NAME`: `basename $0 .sh`.

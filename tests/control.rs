@@ -12,7 +12,7 @@
 mod common;
 
 use common::sandbox::*;
-use common::{process_alive, skip, wait_until, Running};
+use common::{can_use_namespaces, process_alive, skip, wait_until, Running};
 use serde_json::Value;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -207,6 +207,30 @@ fn logs_follow_prints_new_lines() {
     let _ = follower.child.kill();
     let _ = follower.child.wait();
     // trc goes on serving once the follower is gone.
+    assert_eq!(s.list(&[]).len(), 1);
+}
+
+/// `trcctl logs -f quiet | head -1`: once its reader is gone, the follower of a task that has
+/// gone quiet ends at once (it waits on its stdout too), not at the task's next line.
+#[test]
+fn logs_follow_ends_when_its_reader_goes_away() {
+    use std::io::BufRead;
+    let s = Sandbox::new();
+    let work = s.work("app");
+    task(&work, "quiet", "echo first\nexec sleep 1000\n");
+    let _trc = s.start(&work);
+    s.wait_sleeping("quiet");
+
+    let mut cmd = s.trcctl();
+    cmd.args(["--manager", "trc", "logs", "-f", "quiet"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut follower = common::Spawned::spawn(&mut cmd);
+    let mut head = std::io::BufReader::new(follower.stdout.take().unwrap());
+    let mut line = String::new();
+    head.read_line(&mut line).unwrap();
+    assert_eq!(line, "first\n");
+    drop(head); // `head -1` exits
+    let status = follower.wait_deadline(common::DEADLINE);
+    assert!(status.success(), "trcctl logs -f: {status}");
     assert_eq!(s.list(&[]).len(), 1);
 }
 
@@ -726,6 +750,59 @@ fn a_forced_manager_that_is_not_there_is_exit_69() {
         let out = run(cmd);
         assert_eq!(out.code, 69, "{out:?}");
     }
+}
+
+/// `--manager auto` with no trc instance, no systemd as PID 1 and no runsvdir falls back to tmux
+/// and says so on stderr (an empty table is not "nothing runs"). Run in new pid and mount
+/// namespaces (`unshare --mount-proc`: no runsvdir of another test is seen; a tmpfs on /run:
+/// no /run/systemd/system, no /run/trc), with an empty runtime base and a tmux of its own
+/// (socket dir, socket name, registry in the test's dir).
+#[test]
+fn auto_says_when_it_falls_back_to_tmux() {
+    if !can_use_namespaces("auto_says_when_it_falls_back_to_tmux") {
+        return;
+    }
+    if Command::new("tmux").arg("-V").output().is_err() {
+        skip("auto_says_when_it_falls_back_to_tmux", "tmux (Debian: tmux)");
+        return;
+    }
+    let s = Sandbox::new();
+    let tmux = s.root().join("tmux");
+    std::fs::create_dir(&tmux).unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private"])
+        .args(["sh", "-c", "mount -t tmpfs tmpfs /run && exec \"$@\"", "sh", TRCCTL, "list"])
+        .env_remove("TRC_INSTANCE")
+        .env_remove("TRCCTL_MANAGER")
+        .env_remove("TRCCTL_HOST")
+        .env_remove("RC_RUNTIME_DIR")
+        .env_remove("SVDIR")
+        .env("XDG_RUNTIME_DIR", s.xdg())
+        .env("TMPDIR", &tmux)
+        .env("TMUX_TMPDIR", &tmux)
+        .env("HOME", &tmux)
+        .env("TRCCTL_TMUX_SOCKET", "trcctl-fallback-test")
+        .env("TRCCTL_TMUX_REGISTRY", tmux.join("registry.json"))
+        .stdin(Stdio::null());
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "trcctl: using tmux (no trc instance answers, systemd is not PID 1, no runsvdir runs); choose one with --manager\n",
+        "{out:?}"
+    );
+    assert!(out.stdout.starts_with("NAME "), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 1, "{out:?}");
+
+    // Named, the same manager says nothing more.
+    let mut cmd = s.trcctl();
+    cmd.env("TMUX_TMPDIR", &tmux)
+        .env("HOME", &tmux)
+        .env("TRCCTL_TMUX_SOCKET", "trcctl-fallback-test")
+        .env("TRCCTL_TMUX_REGISTRY", tmux.join("registry.json"))
+        .args(["--manager", "tmux", "list"]);
+    let out = run(cmd);
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
 }
 
 /// On a terminal, with several instances and none named, trcctl asks which one and takes the

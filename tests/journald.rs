@@ -1,7 +1,9 @@
 //! Records to journald in its native protocol (SPEC §8): trc is started in a private mount
 //! namespace where /run/systemd/journal is a directory of the test's, whose `socket` the test
 //! binds and reads (decoding the protocol itself, memfds passed with SCM_RIGHTS included). Then
-//! the same against the real systemd-journald, when it is installed. Needs root (namespaces).
+//! the same against the real systemd-journald, when it is installed. Needs root (namespaces),
+//! except the errors that end trc before it looks for journald (they only need stderr to be
+//! the journal stream: `JOURNAL_STREAM` naming a file).
 
 mod common;
 
@@ -635,6 +637,64 @@ fn journal_stream_of_stderr_selects_the_journal() {
     assert_eq!(status, 0);
     assert_eq!((stdout.as_str(), stderr.as_str()), ("async-1: to-out\n", "async-1: to-err\n"));
     assert!(records.is_empty(), "{records:#?}");
+}
+
+/// trc (no namespace, no journal: it ends before it looks for one) with stderr to a file, and
+/// `JOURNAL_STREAM` naming that file when `journal`: status, stdout, stderr.
+fn run_before_the_journal(args: &[&str], journal: bool) -> (i32, String, String) {
+    let work = tmp();
+    let err_path = work.path().join("stderr");
+    let err_file = std::fs::File::create(&err_path).unwrap();
+    let meta = err_file.metadata().unwrap();
+    let mut trc = Trc::new(work.path(), args);
+    let cmd = trc.command();
+    cmd.env_remove("JOURNAL_STREAM").env_remove("NO_COLOR");
+    if journal {
+        cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err_file);
+    let mut child = Spawned::spawn(cmd);
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let status = wait_child(&mut child);
+    (status, stdout, std::fs::read_to_string(&err_path).unwrap())
+}
+
+/// A usage error (2), like a configuration error (78), is written at priority 3 when stderr is
+/// the journal (`<3>` on every line, which journald takes off): `journalctl -p err` shows why
+/// a unit failed. Help and version still go to stdout; elsewhere the error is clap's own.
+#[test]
+fn usage_and_config_errors_reach_the_journal_as_errors() {
+    let (status, stdout, stderr) = run_before_the_journal(&["--no-such-option"], true);
+    assert_eq!((status, stdout.as_str()), (2, ""), "{stderr}");
+    assert!(stderr.starts_with("<3>error: unexpected argument '--no-such-option' found\n"), "{stderr:?}");
+    assert!(stderr.lines().count() > 2, "{stderr:?}");
+    for line in stderr.lines() {
+        assert!(line.starts_with("<3>"), "a line not at priority 3: {line:?}\n{stderr}");
+    }
+    assert!(stderr.lines().any(|l| l.starts_with("<3>Usage: trc ")), "{stderr:?}");
+    assert!(!stderr.contains('\x1b'), "colour codes: {stderr:?}");
+
+    let (status, stdout, stderr) = run_before_the_journal(&["-w", "/nonexistent/app"], true);
+    assert_eq!((status, stdout.as_str()), (78, ""), "{stderr}");
+    assert!(stderr.starts_with("<3>trc: work dir /nonexistent/app: "), "{stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+
+    // Not the journal: clap's own words, no prefix.
+    let (status, _, stderr) = run_before_the_journal(&["--no-such-option"], false);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.starts_with("error: unexpected argument '--no-such-option' found\n"), "{stderr:?}");
+    assert!(!stderr.contains("<3>"), "{stderr:?}");
+
+    // Help and version: stdout, status 0, nothing on stderr, also with the journal.
+    for journal in [true, false] {
+        let (status, stdout, stderr) = run_before_the_journal(&["--help"], journal);
+        assert_eq!((status, stderr.as_str()), (0, ""), "{stdout}");
+        assert!(stdout.contains("Usage: trc ") && !stdout.contains("<3>"), "{stdout}");
+        let (status, stdout, stderr) = run_before_the_journal(&["--version"], journal);
+        assert_eq!((status, stderr.as_str()), (0, ""), "{stdout}");
+        assert_eq!(stdout, format!("trc {}\n", env!("CARGO_PKG_VERSION")));
+    }
 }
 
 #[test]

@@ -392,3 +392,107 @@ fn an_unreachable_host_is_69_with_sshs_words() {
         assert_eq!(out.code, 2, "{host} {ssh}: {out:?}");
     }
 }
+
+/// How a test's `trcctl --host ... logs -f` is ended.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// SIGTERM to the local trcctl (timeout(1), systemctl stop, kill).
+    Term,
+    /// SIGKILL to the local trcctl: it can do nothing about it.
+    Kill,
+    /// Its reader goes away (`| head -1`).
+    ReaderGone,
+}
+
+/// The pids of the remote followers of `task` started through the sandbox's sshd: every
+/// process on this machine (the target is this machine: the remote one is visible, also once
+/// orphaned) running the test's trcctl with `logs`, `--follow` and `task`, whose environment
+/// has the sandbox's `RC_RUNTIME_DIR` (which only this sandbox's sshd sets).
+fn remote_followers(task: &str, xdg: &Path) -> Vec<i32> {
+    let marker = format!("RC_RUNTIME_DIR={}", xdg.display());
+    let words = |bytes: Vec<u8>| -> Vec<String> {
+        bytes.split(|&b| b == 0).map(|w| String::from_utf8_lossy(w).into_owned()).collect()
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            let argv = words(std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default());
+            let env = words(std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default());
+            argv.first().is_some_and(|a| a == TRCCTL)
+                && ["logs", "--follow", task].iter().all(|w| argv.iter().any(|a| a == w))
+                && env.contains(&marker)
+                && process_alive(pid)
+        })
+        .collect()
+}
+
+/// The children of `pid` running `comm`.
+fn children_running(pid: i32, comm_name: &str) -> Vec<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .filter(|&c| comm(c).as_deref() == Some(comm_name))
+        .collect()
+}
+
+/// `trcctl --host H logs -f quiet` of a task quiet after its first line, ended by SIGTERM, by
+/// SIGKILL, or by its reader going away: its ssh does not outlive it (the kernel's parent-death
+/// signal), and neither does the remote `trcctl logs --follow`, which holds one of trc's
+/// follower slots (its stdout, to sshd, is gone, which it notices with no line to write).
+#[test]
+fn a_remote_follower_ends_with_the_local_trcctl() {
+    use std::io::BufRead;
+    if !can_ssh("a_remote_follower_ends_with_the_local_trcctl", true) {
+        return;
+    }
+    let s = Sandbox::new();
+    let local_xdg = s.root().join("local-xdg");
+    std::fs::create_dir(&local_xdg).unwrap();
+    let mut sshd = Sshd::start(&s.xdg());
+    let work = s.work("app");
+    task(&work, "quiet", "echo first\nexec sleep 1000\n");
+    let _trc = s.start(&work);
+    local_wait_sleeping(&s, "quiet");
+
+    for ending in [Ending::Term, Ending::Kill, Ending::ReaderGone] {
+        let mut cmd = remote_ctl(&sshd, &local_xdg, &["logs", "-f", "quiet"]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut local = Spawned::spawn(&mut cmd);
+        let stderr = common::collect(local.stderr.take().unwrap());
+        let mut out = std::io::BufReader::new(local.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "first\n", "{ending:?}\nsshd log:\n{}", sshd.log());
+        // The line came through ssh and the remote follower: both run.
+        let ssh = children_running(local.id() as i32, "ssh");
+        assert_eq!(ssh.len(), 1, "{ending:?}: the ssh of trcctl: {ssh:?}");
+        let remote = remote_followers("quiet", &s.xdg());
+        assert_eq!(remote.len(), 1, "{ending:?}: the remote follower: {remote:?}");
+
+        match ending {
+            Ending::Term => nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(local.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap(),
+            Ending::Kill => local.kill().unwrap(),
+            Ending::ReaderGone => drop(out),
+        }
+        let status = local.wait_deadline(DEADLINE);
+        if let Ending::ReaderGone = ending {
+            let said =
+                String::from_utf8_lossy(&stderr.recv_timeout(DEADLINE).unwrap_or_default()).into_owned();
+            assert!(status.success(), "{ending:?}: {status}: {said}");
+        }
+        wait_until(&format!("{ending:?}: the ssh ({}) of the ended trcctl to exit", ssh[0]), || {
+            !process_alive(ssh[0])
+        });
+        wait_until(&format!("{ending:?}: the remote follower ({}) to exit", remote[0]), || {
+            remote_followers("quiet", &s.xdg()).is_empty()
+        });
+    }
+    assert!(sshd.alive(), "sshd exited:\n{}", sshd.log());
+}

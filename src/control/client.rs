@@ -1,11 +1,13 @@
 //! The trc backend of the process-manager interface: a client of a running trc's control
 //! socket, and how to find that trc.
 
+use super::follow::{self, Wake};
 use super::manager::{EnsureSpec, Ensured, Manager, ManagerError, Result};
 use super::protocol::{Command, InstanceInfo, LogLine, LogMessage, ReloadReport, Reply, Request, TaskInfo};
 use crate::runtime_dir::{self, SOCKET_FILE};
 use nix::sys::signal::Signal;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -232,6 +234,14 @@ impl Manager for Trc {
         let mut text = String::new();
         loop {
             text.clear();
+            // Blocked in a read, this follower would notice that its reader went away only
+            // at the task's next line (src/control/follow.rs): wait for either. What is
+            // buffered already is read first.
+            if reader.buffer().is_empty()
+                && follow::wait(reader.get_ref().as_fd()).map_err(gone)? == Wake::OutputGone
+            {
+                return Ok(());
+            }
             if reader.read_line(&mut text).map_err(gone)? == 0 {
                 return Ok(());
             }

@@ -93,7 +93,9 @@ pub trait Manager {
     /// Starts every registered task that is not running; returns the names it started.
     fn start_all(&mut self) -> Result<Vec<String>>;
     /// The last `lines` lines of a task's output, given to `sink` one by one; with `follow`,
-    /// then every new line until `sink` fails (the reader went away) or the manager ends.
+    /// then every new line until `sink` fails (the reader went away) or the manager ends. The
+    /// trc backend and `--host` also end as soon as this process's stdout has no reader, while
+    /// the task is quiet (src/control/follow.rs): their `sink` is expected to write there.
     fn logs(
         &mut self,
         name: &str,

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod cli;
 pub mod client;
+pub mod follow;
 pub mod manager;
 pub mod protocol;
 pub mod remote;

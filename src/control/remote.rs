@@ -13,11 +13,13 @@
 //! 255: the host cannot be reached, refused the key, ...) or the remote shell could not run
 //! trcctl (126, 127), with ssh's or the shell's words.
 
+use super::follow::{self, Wake};
 use super::manager::{check_task_name, EnsureSpec, Ensured, Manager, ManagerError, Result};
 use super::protocol::{CheckReport, InstanceInfo, LogLine, ReloadReport, TaskInfo};
 use nix::sys::signal::Signal;
 use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 
@@ -184,6 +186,7 @@ impl Remote {
         }
         cmd.arg("--").arg(&self.target.host).arg(quoted.join(" "));
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        end_with_this_process(&mut cmd);
         Ok(cmd)
     }
 
@@ -323,6 +326,30 @@ impl Remote {
     }
 }
 
+/// ssh must not outlive trcctl: killed (SIGKILL, or SIGTERM, which trcctl does not catch),
+/// trcctl would leave an orphaned ssh holding the connection, and on the target a `logs -f`
+/// holding one of trc's follower slots. The kernel sends ssh SIGTERM when its parent dies
+/// (`PR_SET_PDEATHSIG`; ssh then closes the connection, and the remote trcctl sees its stdout
+/// gone). The signal follows the *thread* that forked: trcctl runs ssh from its main thread,
+/// which lives as long as trcctl.
+fn end_with_this_process(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the child between fork and exec; it makes two syscalls
+    // (prctl, getppid), both async-signal-safe, allocates nothing, and reads only `parent`,
+    // copied in before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+            // trcctl died between the fork and the prctl: the signal will never come.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Passes what the remote trcctl (or ssh) said on stderr on to ours.
 fn pass_on(stderr: &str) {
     if !stderr.is_empty() {
@@ -398,8 +425,8 @@ impl Manager for Remote {
     }
 
     /// The remote `trcctl --json logs` prints one line object per line, as it gets them: each
-    /// is given to `sink` as it arrives. When `sink` fails (our reader went away), ssh is
-    /// ended.
+    /// is given to `sink` as it arrives. When `sink` fails or (following) our stdout's reader
+    /// goes away, ssh is ended.
     fn logs(
         &mut self,
         name: &str,
@@ -418,6 +445,24 @@ impl Manager for Remote {
         let mut problem = None;
         loop {
             text.clear();
+            // As the trc backend does (src/control/follow.rs): a follower whose reader went
+            // away ends now, not at the task's next line.
+            if follow && reader.buffer().is_empty() {
+                match follow::wait(reader.get_ref().as_fd()) {
+                    Ok(Wake::Input) => {}
+                    Ok(Wake::OutputGone) => {
+                        drop(reader);
+                        let _ = session.child.kill();
+                        let _ = self.end(session);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        problem =
+                            Some(ManagerError::Unavailable(format!("{}: waiting for ssh: {e}", self.text)));
+                        break;
+                    }
+                }
+            }
             match reader.read_line(&mut text) {
                 Ok(0) => break,
                 Ok(_) => {}

@@ -217,6 +217,13 @@ pub fn split_priority(line: &[u8]) -> (Option<u8>, &[u8]) {
     }
 }
 
+/// `text` with the syslog prefix `<priority>` on each of its lines (blank ones too), ending
+/// with a newline: on a journal stream, journald takes the prefix off and files each line at
+/// that priority (3: error), where the stream's default is 6 (info).
+pub fn with_priority(priority: u8, text: &str) -> String {
+    text.lines().map(|line| format!("<{priority}>{line}\n")).collect()
+}
+
 /// Whether trc's stderr is the journal stream systemd set up (`JOURNAL_STREAM=dev:ino`).
 pub fn stderr_is_journal() -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -245,6 +252,8 @@ mod tests {
     #[test]
     fn syslog_prefixes() {
         assert_eq!(split_priority(b"<3>boom"), (Some(3), &b"boom"[..]));
+        assert_eq!(with_priority(3, "trc: boom\n"), "<3>trc: boom\n");
+        assert_eq!(with_priority(3, "a\n\nb"), "<3>a\n<3>\n<3>b\n");
         assert_eq!(split_priority(b"<9>x"), (None, &b"<9>x"[..]));
         assert_eq!(split_priority(b"plain"), (None, &b"plain"[..]));
     }

@@ -288,7 +288,7 @@ fn config_error(e: &dyn std::fmt::Display, status: i32) -> i32 {
     // there (journald strips it), not the stream's default info. Elsewhere, in the run's style
     // (a JSON object with --log-format json).
     let line = if crate::logs::journal::stderr_is_journal() {
-        format!("<3>trc: {e}\n").into_bytes()
+        crate::logs::journal::with_priority(3, &format!("trc: {e}")).into_bytes()
     } else {
         crate::logs::format::plain_line("error", &e.to_string())
     };
