@@ -120,7 +120,9 @@ proptest! {
         text += &format!("{marker} BEGIN TRC\n");
         for (i, (key, value)) in directives.iter().enumerate() {
             let pad = " ".repeat(spaces[i]);
-            let note = if trailing[i] { format!("   {comment} a note") } else { String::new() };
+            // A note after a value: `--` and `//` need both characters and a space.
+            let token = if matches!(comment, '/' | '-') { format!("{comment}{comment}") } else { comment.to_string() };
+            let note = if trailing[i] { format!("   {token} a note") } else { String::new() };
             text += &format!("{comment}{pad} {key}:{pad} {value}{note}\n");
         }
         text += &format!("{marker} END TRC\nexec true\n");
