@@ -155,6 +155,21 @@ fn in_chroot(root: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// A root in `tmp` without any shell: trc and the static test program (`/bin/hello`, also
+/// returned as the host's path), with its libraries, `/run`, a sticky `/tmp` and `/app/trc.d`.
+/// `None` (said) when no static program can be built.
+fn bashless_root(test: &str, tmp: &Path) -> Option<(PathBuf, PathBuf)> {
+    let hello = static_hello(test, tmp)?;
+    let root = tmp.join("root");
+    install_with_libs(&trc_bin(), &root, "trc");
+    install_with_libs(&hello, &root, "hello");
+    for dir in ["run", "tmp", "app/trc.d"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    chmod(&root.join("tmp"), 0o1777);
+    Some((root, hello))
+}
+
 #[test]
 fn elf_and_command_tasks_run_in_a_root_without_bash_and_a_shell_task_there_is_78() {
     let test = "elf_and_command_tasks_run_in_a_root_without_bash_and_a_shell_task_there_is_78";
@@ -162,16 +177,8 @@ fn elf_and_command_tasks_run_in_a_root_without_bash_and_a_shell_task_there_is_78
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let Some(hello) = static_hello(test, tmp.path()) else { return };
-    let root = tmp.path().join("root");
-    install_with_libs(&trc_bin(), &root, "trc");
-    install_with_libs(&hello, &root, "hello");
-    for dir in ["run", "tmp"] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
-    chmod(&root.join("tmp"), 0o1777);
+    let Some((root, hello)) = bashless_root(test, tmp.path()) else { return };
     let tasks = root.join("app/trc.d");
-    std::fs::create_dir_all(&tasks).unwrap();
     std::fs::copy(&hello, tasks.join("async.elf")).unwrap();
     symlink("/bin/hello", tasks.join("async.link")).unwrap();
     // Not executable, and its body is no script of any kind: the header alone says what runs.
@@ -605,13 +612,7 @@ fn ensure_in_a_root_without_bash_writes_a_command_header_even_with_hashes() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let Some(hello) = static_hello(test, tmp.path()) else { return };
-    let root = tmp.path().join("root");
-    install_with_libs(&trc_bin(), &root, "trc");
-    install_with_libs(&hello, &root, "hello");
-    for dir in ["run", "tmp", "app/trc.d"] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
+    let Some((root, _)) = bashless_root(test, tmp.path()) else { return };
     for shell in ["bin/bash", "bin/sh"] {
         assert!(!root.join(shell).exists(), "{shell} in the root");
     }
