@@ -61,7 +61,9 @@ fn a_task_s_command_line_holds_none_of_the_others_and_its_arguments_still_arrive
     // Two command-line tasks, told apart by `pgrep -f`: neither's command line holds the
     // other's text (trc's argv, which is "$@" in a task, has both). A word with quotes, spaces
     // and a non-UTF-8 byte reaches "$@" whole.
-    let a = format!("echo $$ > {d}/a.pid; printf '%s\\n' \"$@\" > {d}/a.args; sleep 1000; true");
+    let a = format!(
+        "echo $$ > {d}/a.pid; printf '%s\\n' \"$@\" > {d}/a.tmp; mv {d}/a.tmp {d}/a.args; sleep 1000; true"
+    );
     let b = format!("echo $$ > {d}/b.pid; sleep 1001; true");
     let mut trc = Trc::new(dir.path(), ["-D", &a, "-D", &b, "--wait-policy", "wait_forever"]);
     use std::os::unix::ffi::OsStrExt;
@@ -86,8 +88,8 @@ fn a_task_s_command_line_holds_none_of_the_others_and_its_arguments_still_arrive
     let comm = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim_end().to_owned();
     assert_eq!((comm(a_pid), comm(b_pid)), ("trc:async-1".to_owned(), "trc:async-2".to_owned()));
     let args_file = dir.path().join("a.args");
-    wait_until("a's arguments", || args_file.exists());
-    // "$@" is trc's command line, as TrivialRC's tasks see its own; the last word, whole.
+    wait_until("a's arguments", || args_file.exists()); // written whole, then renamed
+                                                        // "$@" is trc's command line, as TrivialRC's tasks see its own; the last word, whole.
     let args = std::fs::read(&args_file).unwrap();
     assert!(args.starts_with(b"-D\n"), "{:?}", String::from_utf8_lossy(&args));
     assert!(args.ends_with(b"\nit's a \"word\" \xff\n"), "{:?}", String::from_utf8_lossy(&args));
