@@ -583,6 +583,11 @@ ctl_signal() {
 }
 
 ctl_logs() {
+    # `logs` is `journalctl -u`, which has systemd's own lines about the unit too: right after
+    # the signal check, the last lines may be its "Sent signal SIGUSR1" ones. Wait for three
+    # ticks after them (one every 0.2 s; a loaded machine may take longer).
+    three_ticks() { run logs web -n 3; [ "$RC" = 0 ] && [ "$(grep -cE '^tick [0-9]+$' <<< "$OUT")" = 3 ]; }
+    until_ok 10 three_ticks || true
     run logs web -n 3
     is "logs web -n 3: status" "$RC" 0
     is "  lines" "$(wc -l <<< "$OUT")" 3

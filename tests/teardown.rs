@@ -176,8 +176,10 @@ fn halt_runs_after_the_tasks_are_gone_and_sees_the_status_of_the_policy() {
             HALT_REPORT,
             "-H",
             "exit $_exit_status",
+            // Renamed into place: the sync task ends the group as soon as a.pid exists, which
+            // must not be before it holds the pid.
             "-D",
-            "echo $$ > $DIR/a.pid; sleep 100 & wait",
+            "echo $$ > $DIR/a.tmp; mv $DIR/a.tmp $DIR/a.pid; sleep 100 & wait",
             "-F",
             &until_file("a.pid", "exit 7"),
         ],
