@@ -243,15 +243,14 @@ fn choose_instance(kind: ManagerKind, timeout: std::time::Duration) -> Result<Op
     if !matches!(kind, ManagerKind::Auto | ManagerKind::Trc) {
         return Ok(None);
     }
-    let found = control::client::instances(Some(timeout));
-    if found.is_empty() {
-        // The only one that runs, answering or not: its verb says that it does not answer
-        // (a stopped trc is not "none is running").
-        let running = control::client::running_dirs();
-        if let [dir] = &running[..] {
-            return Ok(Some(dir.to_string_lossy().into_owned()));
-        }
+    // The only one that runs is taken without asking it anything: its verb asks (and says
+    // when it does not answer: a stopped trc is not "none is running"), once.
+    match &control::client::running_dirs()[..] {
+        [] => return Ok(None),
+        [dir] => return Ok(Some(dir.to_string_lossy().into_owned())),
+        _ => {}
     }
+    let found = control::client::instances(Some(timeout));
     if found.len() <= 1 {
         return Ok(found.into_iter().next().map(|i| i.dir.to_string_lossy().into_owned()));
     }

@@ -87,7 +87,7 @@ impl Supervisor {
                     let unforwarded: Vec<String> = named
                         .iter()
                         .filter(|s| !forwarded.contains(s))
-                        .map(|s| s.as_str().trim_start_matches("SIG").to_owned())
+                        .map(|&s| signals::name(s as i32))
                         .collect();
                     if unforwarded.is_empty() {
                         continue;
@@ -95,11 +95,7 @@ impl Supervisor {
                     let now = if forwarded.is_empty() {
                         "none".to_owned()
                     } else {
-                        forwarded
-                            .iter()
-                            .map(|s| s.as_str().trim_start_matches("SIG"))
-                            .collect::<Vec<_>>()
-                            .join(",")
+                        forwarded.iter().map(|&s| signals::name(s as i32)).collect::<Vec<_>>().join(",")
                     };
                     tracing::warn!(
                         always = true,
